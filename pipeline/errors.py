@@ -1,0 +1,221 @@
+"""The pipeline's exception tree.
+
+Every failure the pipeline reports is a :class:`PipelineError`. The tree has one branch per
+stage of the data's path, and every class says whether the failure is *transient* (worth a retry:
+the same request may well succeed later) or *terminal* (reject the page with a reason)::
+
+    PipelineError                      root; .transient, .stage, .reason
+    ├── UsageError                     bad option, bad path, bad config value (exit code 2)
+    ├── StateError                     state directory unusable (exit code 3)
+    │   ├── StateLocked                another run holds the lock
+    │   └── StateVersionError          state written by a newer version
+    ├── FetchError                     stage "fetch"
+    │   ├── TransientFetchError        transient = True (retried)
+    │   │   ├── FetchTimeout
+    │   │   ├── FetchConnectionError
+    │   │   ├── TruncatedBody
+    │   │   └── RetryableStatus        408, 429, 500, 502, 503, 504 (carries Retry-After)
+    │   └── TerminalFetchError         transient = False
+    │       ├── HttpStatusError        any other non-2xx status
+    │       │   └── PageGone           404, 410
+    │       ├── ResponseTooLarge       body or decompressed body over the limit
+    │       ├── RedirectError          loop, too many hops, or a hop that leaves the scope
+    │       ├── OutOfScope             URL outside the allowed hosts or schemes
+    │       └── RobotsDisallowed       robots.txt forbids the URL
+    ├── ParseError                     stage "parse", always terminal
+    │   ├── EmptyPage
+    │   ├── BinaryContent
+    │   ├── NotHtml
+    │   ├── PageTooLarge
+    │   ├── NotAProcedurePage          .kind: "not_found", "listing", "condition", "unknown"
+    │   └── MissingCode                no code / code system could be established
+    ├── RecordInvalid                  stage "validate": the record broke the model's rules
+    └── WriteError                     stage "write": the tables could not be written
+
+Third-party exceptions are translated at the boundary that meets them and kept as the cause
+(``raise FetchTimeout(...) from exc``), so callers only ever catch this tree.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+Stage = Literal["fetch", "parse", "validate", "write", "state", "usage"]
+
+
+class PipelineError(Exception):
+    """Root of every error the pipeline raises on purpose."""
+
+    transient: ClassVar[bool] = False
+    stage: ClassVar[Stage] = "usage"
+
+    def __init__(self, reason: str, *, source: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.source = source
+
+    @property
+    def kind(self) -> str:
+        """A short machine-readable name for the failure (the class name in snake case)."""
+        name = type(self).__name__
+        return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+# --- usage and state -------------------------------------------------------------------------
+
+
+class UsageError(PipelineError):
+    """The user asked for something that cannot work: a bad option, path or config value."""
+
+    stage = "usage"
+
+
+class StateError(PipelineError):
+    """The state directory cannot be used (unreadable, corrupt, or of a newer version)."""
+
+    stage = "state"
+
+
+class StateLocked(StateError):
+    """Another run holds the lock on the state directory."""
+
+
+class StateVersionError(StateError):
+    """The state was written by a newer version of the pipeline."""
+
+
+# --- fetch -----------------------------------------------------------------------------------
+
+
+class FetchError(PipelineError):
+    """A page could not be fetched."""
+
+    stage = "fetch"
+
+    def __init__(
+        self, reason: str, *, source: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(reason, source=source)
+        self.status = status
+
+
+class TransientFetchError(FetchError):
+    """A failure that may go away on its own: retry it with backoff."""
+
+    transient = True
+
+
+class FetchTimeout(TransientFetchError):
+    """Connect, read or overall timeout."""
+
+
+class FetchConnectionError(TransientFetchError):
+    """The connection failed or was reset."""
+
+
+class TruncatedBody(TransientFetchError):
+    """The body ended before its announced length, or its encoding was cut short."""
+
+
+class RetryableStatus(TransientFetchError):
+    """408, 429, 500, 502, 503 or 504; ``retry_after`` is the server's wish in seconds."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        source: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason, source=source, status=status)
+        self.retry_after = retry_after
+
+
+class TerminalFetchError(FetchError):
+    """A failure that retrying will not fix: reject the URL with this reason."""
+
+
+class HttpStatusError(TerminalFetchError):
+    """The server answered with a status that is neither success nor retryable."""
+
+
+class PageGone(HttpStatusError):
+    """404 or 410: the page no longer exists (the state marks it gone)."""
+
+
+class ResponseTooLarge(TerminalFetchError):
+    """The body, or the body after decompression, exceeds the size limit."""
+
+
+class RedirectError(TerminalFetchError):
+    """A redirect loop, too many redirects, or a redirect that leaves the crawl's scope."""
+
+
+class OutOfScope(TerminalFetchError):
+    """The URL is outside the allowed hosts or schemes."""
+
+
+class RobotsDisallowed(TerminalFetchError):
+    """robots.txt forbids fetching the URL."""
+
+
+# --- parse -----------------------------------------------------------------------------------
+
+
+class ParseError(PipelineError):
+    """The page could not be turned into a record. Always terminal: the same bytes fail again."""
+
+    stage = "parse"
+
+
+class EmptyPage(ParseError):
+    """The page has no bytes, or no visible text."""
+
+
+class BinaryContent(ParseError):
+    """The bytes are not text (an image, an archive, a PDF...)."""
+
+
+class NotHtml(ParseError):
+    """The bytes are text but not an HTML document."""
+
+
+class PageTooLarge(ParseError):
+    """The page is over the parser's size limit."""
+
+
+class NotAProcedurePage(ParseError):
+    """An HTML page, but not a procedure page; ``page_kind`` says what it is instead."""
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        source: str | None = None,
+        page_kind: Literal["not_found", "listing", "condition", "unknown"] = "unknown",
+    ) -> None:
+        super().__init__(reason, source=source)
+        self.page_kind = page_kind
+
+
+class MissingCode(ParseError):
+    """Neither the page nor its URL gives a code that fits a known code system."""
+
+
+# --- validate and write ----------------------------------------------------------------------
+
+
+class RecordInvalid(PipelineError):
+    """The parsed record broke a rule of the model (code format, ranges, required fields)."""
+
+    stage = "validate"
+
+
+class WriteError(PipelineError):
+    """The output tables could not be written or published."""
+
+    stage = "write"

@@ -1,0 +1,51 @@
+"""Text clean-up shared by the parser and the normalizers: white space, bullets, enumerators."""
+
+from __future__ import annotations
+
+import re
+
+_WS = re.compile(r"\s+")
+
+#: A leading bullet or enumerator: "•", "-", "*", "·", "–", "—", "▪", "○", "1.", "1)", "(1)",
+#: "a.", "a)", "Step 1:", "Step 1 -", "i." - with the white space that follows it.
+_MARKER = re.compile(
+    r"""^(?:
+        [•●◦▪▫■□○·‣⁃∙\-–—*]+\s*              # bullet glyphs (one or more)
+      | (?:step|phase|stage)\s+\d{1,3}\s*[:.)\-–—]\s*   # "Step 1:", "Step 2 -"
+      | \(?\d{1,3}[.)]\s+(?!\d)                  # "1. ", "2) ", "(3) " (not "1. 5 mg")
+      | \(?\d{1,3}[.)](?=[A-Za-z])              # "1.Do this"
+      | \(?[a-hj-z][.)]\s+(?=[A-Z])             # "a. ", "b) " before a capital
+      | (?:i{1,3}|iv|v|vi{1,3}|ix|x)[.)]\s+(?=[A-Z])  # roman numerals "ii. "
+    )""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_MARKDOWN_HEADING = re.compile(r"^#{1,6}\s*")
+_MARKDOWN_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
+
+
+def collapse(text: str) -> str:
+    """Collapse every run of white space (including non-breaking spaces) to one space."""
+    return _WS.sub(" ", text).strip()
+
+
+def strip_marker(text: str) -> str:
+    """Remove leading bullets and enumerators, repeatedly ("- 1. Item" -> "Item")."""
+    previous = None
+    while previous != text:
+        previous = text
+        text = _MARKER.sub("", text, count=1).lstrip()
+    return text
+
+
+def has_marker(text: str) -> bool:
+    """True when the line starts with a bullet or an enumerator."""
+    return _MARKER.match(text) is not None
+
+
+def clean_item(text: str) -> str:
+    """One list item as it goes in a record: markers and markdown emphasis gone, spaces collapsed."""
+    text = collapse(text)
+    text = strip_marker(text)
+    text = _MARKDOWN_HEADING.sub("", text)
+    text = _MARKDOWN_EMPHASIS.sub(r"\2", text)
+    return text.strip()

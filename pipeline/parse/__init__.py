@@ -1,0 +1,1 @@
+"""HTML page -> sections -> record. Knows nothing about HTTP."""
