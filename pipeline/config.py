@@ -1,0 +1,127 @@
+"""Run settings: command-line options, then ``PIPELINE_*`` environment variables, then a TOML
+config file, then the defaults here (the first that sets a value wins).
+
+The config file is ``--config FILE``, else ``$PIPELINE_CONFIG``, else ``./pipeline.toml`` when it
+exists. Its keys are the option names with underscores (``max_pages = 500``)::
+
+    out = "output"
+    state = "state"
+    rate = 0.5
+    refresh_after = "7d"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextvars import ContextVar
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from pipeline import __version__
+from pipeline.errors import UsageError
+
+DEFAULT_CONFIG_FILE = Path("pipeline.toml")
+DEFAULT_USER_AGENT = (
+    f"procedure-pages-pipeline/{__version__} (+https://example.org/procedure-pages-pipeline)"
+)
+
+_config_file: ContextVar[Path | None] = ContextVar("pipeline_config_file", default=None)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_UNITS = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def parse_interval(value: Any) -> Any:
+    """ "7d", "12h", "30m", "90s", "2w" or a bare number of days -> timedelta."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(days=float(value))
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+    return value
+
+
+class Settings(BaseSettings):
+    """Every option of every command, settable from the CLI, the environment or the config."""
+
+    model_config = SettingsConfigDict(env_prefix="PIPELINE_", extra="forbid", frozen=True)
+
+    out: Path = Field(Path("output"), description="Output directory of the tables.")
+    state: Path = Field(Path("state"), description="Crawl state and raw archive directory.")
+    concurrency: int = Field(8, ge=1, le=512, description="Requests in flight overall.")
+    per_host_concurrency: int = Field(2, ge=1, le=512, description="Requests in flight per host.")
+    rate: float = Field(1.0, ge=0, description="Requests per second per host; 0 = no limit.")
+    timeout: float = Field(30.0, gt=0, le=3600, description="Read timeout per request, seconds.")
+    max_retries: int = Field(4, ge=0, le=50, description="Retries after the first attempt.")
+    max_pages: int | None = Field(None, ge=1, description="Stop after fetching this many pages.")
+    max_depth: int | None = Field(None, ge=0, description="Links followed from the seeds.")
+    refresh_after: timedelta = Field(
+        timedelta(days=7), description="Re-fetch a page when its last fetch is older than this."
+    )
+    obey_robots: bool = Field(True, description="Obey robots.txt (turn off for your own servers).")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="Hosts besides the seeds' that the crawl may visit."
+    )
+    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1)
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as text or JSON.")
+    progress: bool | None = Field(None, description="Progress bars; default: only on a terminal.")
+
+    _interval = field_validator("refresh_after", mode="before")(parse_interval)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file.get()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def config_path(explicit: Path | None) -> Path | None:
+    """The config file in force: the option, else $PIPELINE_CONFIG, else ./pipeline.toml."""
+    if explicit is not None:
+        return explicit
+    env = os.environ.get("PIPELINE_CONFIG")
+    if env:
+        return Path(env)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(config: Path | None = None, **options: Any) -> Settings:
+    """Settings from the options given (None means "not given"), environment and config file.
+
+    Raises :class:`UsageError` with one readable line for a bad file or a bad value.
+    """
+    path = config_path(config)
+    if path is not None and not path.is_file():
+        raise UsageError(f"config file {path} does not exist; fix --config or $PIPELINE_CONFIG")
+    given = {key: value for key, value in options.items() if value is not None}
+    token = _config_file.set(path)
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "settings"
+        origin = f" (in {path})" if path is not None else ""
+        raise UsageError(f"bad value for {where}{origin}: {err['msg']}") from exc
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"cannot read config file {path}: {exc}") from exc
+    finally:
+        _config_file.reset(token)

@@ -1,0 +1,88 @@
+"""Inputs -> outcomes: the loop shared by ``pipeline parse`` and ``pipeline ingest``.
+
+Files and directories are read from disk; URLs are fetched (no discovery) through the same
+fetcher a crawl uses. Each input yields ``(source, record or error)``; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pipeline.errors import PipelineError
+from pipeline.models import Procedure
+from pipeline.parse.page import parse_page
+from pipeline.sources import RawPage, check_inputs, expand_paths, is_url, read_page
+
+Outcome = Procedure | PipelineError
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """One input's outcome with what the tables need to know about it."""
+
+    source: str
+    outcome: Outcome
+    body: bytes | None = None
+    fetched_at: datetime | None = None
+
+
+def parse_raw(page: RawPage) -> Outcome:
+    """Parse one raw page; every pipeline error is returned, not raised."""
+    try:
+        return parse_page(page.body, url=page.source, http_charset=page.http_charset)
+    except PipelineError as exc:
+        exc.source = exc.source or page.source
+        return exc
+
+
+def iter_parsed(inputs: list[str], *, timeout: float | None = None) -> Iterator[Parsed]:
+    """Parse every input in order: files, directories (recursively), then URLs."""
+    check_inputs(inputs)
+    urls = [item for item in inputs if is_url(item)]
+    paths = [item for item in inputs if not is_url(item)]
+    for path in expand_paths(paths):
+        try:
+            raw = read_page(path)
+        except PipelineError as exc:
+            yield Parsed(str(path), exc)
+            continue
+        yield Parsed(raw.source, parse_raw(raw), raw.body)
+    if urls:
+        yield from _fetch_and_parse(urls, timeout)
+
+
+def parse_inputs(
+    inputs: list[str], *, timeout: float | None = None
+) -> Iterator[tuple[str, Outcome]]:
+    """``(source, record or error)`` for every page of the inputs."""
+    for parsed in iter_parsed(inputs, timeout=timeout):
+        yield parsed.source, parsed.outcome
+
+
+def _fetch_and_parse(urls: list[str], timeout: float | None) -> Iterator[Parsed]:
+    from pipeline.fetch import FetchLimits, Fetcher
+
+    async def fetch_all() -> list[Parsed]:
+        limits = FetchLimits(read_timeout=timeout) if timeout else FetchLimits()
+        async with Fetcher(limits=limits) as fetcher:
+            results: list[Parsed] = []
+            for url in urls:
+                try:
+                    got = await fetcher.fetch(url)
+                except PipelineError as exc:
+                    exc.source = url
+                    results.append(Parsed(url, exc))
+                    continue
+                raw = RawPage(url, got.body, got.charset)
+                results.append(Parsed(url, parse_raw(raw), got.body, got.fetched_at))
+            return results
+
+    yield from asyncio.run(fetch_all())
+
+
+def utc_now() -> datetime:
+    """The current time in UTC (the default clock)."""
+    return datetime.now(UTC)

@@ -1,0 +1,75 @@
+"""Local inputs: files and directories given on the command line, read as raw pages.
+
+URLs are not read here (the fetcher does that); this module only knows the file system.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.errors import PageTooLarge, ParseError, UsageError
+from pipeline.parse.page import MAX_PAGE_BYTES
+
+#: File name endings read from a directory (a file named explicitly is read whatever its name).
+PAGE_SUFFIXES: frozenset[str] = frozenset({".html", ".htm", ".xhtml", ".shtml"})
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """The bytes of one page and where they came from."""
+
+    source: str
+    body: bytes
+    http_charset: str | None = None
+
+
+def is_url(text: str) -> bool:
+    """True for an http(s) URL (the only schemes the pipeline fetches)."""
+    return text.lower().startswith(("http://", "https://"))
+
+
+def check_inputs(inputs: Iterable[str]) -> None:
+    """Refuse, before any work, inputs that cannot work: missing paths, unknown URL schemes."""
+    for item in inputs:
+        if is_url(item):
+            continue
+        if "://" in item:
+            scheme = item.split("://", 1)[0]
+            raise UsageError(
+                f"{item}: the {scheme}: scheme is not supported; give an http(s) URL or a path"
+            )
+        path = Path(item)
+        if not path.exists():
+            raise UsageError(f"{item}: no such file or directory; check the path")
+        if not os.access(path, os.R_OK):
+            raise UsageError(f"{item}: not readable; check its permissions")
+
+
+def expand_paths(inputs: Iterable[str]) -> Iterator[Path]:
+    """Files named directly, then every page file under each directory, in sorted order."""
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = (
+                p for p in path.rglob("*") if p.suffix.lower() in PAGE_SUFFIXES and p.is_file()
+            )
+            yield from sorted(found)
+        else:
+            yield path
+
+
+def read_page(path: Path) -> RawPage:
+    """Read one page file; raises a ParseError for a file too large or unreadable."""
+    source = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_PAGE_BYTES:
+            raise PageTooLarge(
+                f"page is {size:,} bytes, over the {MAX_PAGE_BYTES:,}-byte limit", source=source
+            )
+        return RawPage(source, path.read_bytes())
+    except OSError as exc:
+        raise ParseError(f"cannot read file: {exc.strerror or exc}", source=source) from exc
