@@ -17,7 +17,10 @@ from typing import Any, TypeVar
 import click
 
 from pipeline import __version__
+from pipeline.config import Settings, load_settings
+from pipeline.crawl import CrawlOptions, RunResult, crawl, ingest, reparse
 from pipeline.errors import PipelineError, StateError, UsageError, WriteError
+from pipeline.progress import configure_logging
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,6 +80,236 @@ def parse_cmd(inputs: tuple[str, ...], timeout: float | None) -> None:
             out.write(outcome.model_dump_json() + "\n")
     out.flush()
     sys.exit(EXIT_REJECTS if rejected else EXIT_OK)
+
+
+# --- shared options ----------------------------------------------------------------------------
+
+
+def _common(func: F) -> F:
+    """Options every batch command takes."""
+    options = [
+        click.option(
+            "--config",
+            type=click.Path(dir_okay=False, path_type=Path),
+            default=None,
+            help="TOML config file (default: $PIPELINE_CONFIG, else ./pipeline.toml).",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"]),
+            default=None,
+            help="Log lines as text or as JSON objects (for schedulers).",
+        ),
+        click.option(
+            "--progress/--no-progress",
+            default=None,
+            help="Progress bar (default: only when stderr is a terminal).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _out_option(func: F) -> F:
+    return click.option(
+        "--out",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Output directory of the tables [default: output].",
+    )(func)
+
+
+def _state_option(func: F) -> F:
+    return click.option(
+        "--state",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="State directory: crawl database and raw archive [default: state].",
+    )(func)
+
+
+def _settings(**options: Any) -> Settings:
+    settings = load_settings(**options)
+    configure_logging(settings.log_format)
+    return settings
+
+
+def _crawl_options(settings: Settings) -> CrawlOptions:
+    return CrawlOptions(
+        out=settings.out,
+        state=settings.state,
+        concurrency=settings.concurrency,
+        per_host_concurrency=settings.per_host_concurrency,
+        rate=settings.rate,
+        timeout=settings.timeout,
+        max_retries=settings.max_retries,
+        max_pages=settings.max_pages,
+        max_depth=settings.max_depth,
+        refresh_after=settings.refresh_after,
+        obey_robots=settings.obey_robots,
+        allowed_hosts=tuple(settings.allowed_hosts),
+        user_agent=settings.user_agent,
+    )
+
+
+def _report(result: RunResult, settings: Settings) -> None:
+    if settings.log_format == "json":
+        click.echo(dump_json({"event": "summary", "run_id": result.run_id, **result.summary,
+                              "exit_code": result.exit_code}), err=True)  # fmt: skip
+    else:
+        click.echo(result.text, err=True)
+    sys.exit(result.exit_code)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+@cli.command("ingest")
+@click.argument("inputs", nargs=-1, required=True, metavar="PATH_OR_URL...")
+@_out_option
+@click.option("--timeout", type=float, default=None, help="Read timeout for URLs, seconds.")
+@_common
+@handle_errors
+def ingest_cmd(
+    inputs: tuple[str, ...],
+    out: Path | None,
+    timeout: float | None,
+    config: Path | None,
+    log_format: str | None,
+    progress: bool | None,
+) -> None:
+    """One-off ingestion: parse the given pages and merge them into the output tables.
+
+    No discovery: only the files, directories and URLs given are read. Exits 1 if any page
+    was rejected (it is in the rejects table), else 0.
+    """
+    settings = _settings(
+        config=config, out=out, timeout=timeout, log_format=log_format, progress=progress
+    )
+    result = ingest(
+        list(inputs), settings.out, timeout=timeout, show_progress=settings.progress
+    )
+    _report(result, settings)
+
+
+@cli.command("crawl")
+@click.argument("seeds", nargs=-1, required=True, metavar="SEED_URL...")
+@_out_option
+@_state_option
+@click.option("--concurrency", type=int, default=None, help="Requests in flight [default: 8].")
+@click.option("--per-host-concurrency", type=int, default=None, help="Per host [default: 2].")
+@click.option(
+    "--rate", type=float, default=None, help="Requests per second per host; 0 = no limit [1.0]."
+)
+@click.option("--timeout", type=float, default=None, help="Read timeout, seconds [default: 30].")
+@click.option("--max-retries", type=int, default=None, help="Retries per page [default: 4].")
+@click.option("--max-pages", type=int, default=None, help="Stop after this many fetches.")
+@click.option("--max-depth", type=int, default=None, help="Links followed from the seeds.")
+@click.option(
+    "--refresh-after",
+    default=None,
+    help="Re-fetch pages older than this: 7d, 12h, 30m [default: 7d].",
+)
+@click.option("--allow-host", "allowed_hosts", multiple=True, help="Another host to visit.")
+@click.option(
+    "--ignore-robots", is_flag=True, default=False, help="Do not obey robots.txt (own servers)."
+)
+@_common
+@handle_errors
+def crawl_cmd(
+    seeds: tuple[str, ...],
+    ignore_robots: bool,
+    allowed_hosts: tuple[str, ...],
+    **options: Any,
+) -> None:
+    """Scheduled batch run: discover, fetch politely and incrementally, parse, validate, write.
+
+    Discovery follows sitemaps (and robots.txt Sitemap lines), listing pages and each page's
+    similar-code links, within the seeds' hosts. A re-run fetches only what is due and sends
+    conditional requests; a killed run resumes where it stopped. Exit codes: 0 all good,
+    1 some pages rejected, 2 usage error, 3 another run holds the state.
+    """
+    if ignore_robots:
+        options["obey_robots"] = False
+    if allowed_hosts:
+        options["allowed_hosts"] = list(allowed_hosts)
+    settings = _settings(**options)
+    result = crawl(list(seeds), _crawl_options(settings), show_progress=settings.progress)
+    _report(result, settings)
+
+
+@cli.command("reparse")
+@_out_option
+@_state_option
+@_common
+@handle_errors
+def reparse_cmd(**options: Any) -> None:
+    """Rebuild every table from the stored raw pages with the current parser; no network."""
+    settings = _settings(**options)
+    _require_state(settings.state)
+    result = reparse(_crawl_options(settings), show_progress=settings.progress)
+    _report(result, settings)
+
+
+@cli.command("status")
+@_state_option
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+@handle_errors
+def status_cmd(state: Path | None, config: Path | None, as_json: bool) -> None:
+    """What the state holds: pages by status, last run, pages due, rejects by reason."""
+    from pipeline.state import read_status
+
+    settings = load_settings(config=config, state=state)
+    _require_state(settings.state)
+    info = read_status(settings.state, refresh_after=settings.refresh_after)
+    if as_json:
+        click.echo(dump_json(info))
+        return
+    for key, value in info.items():
+        if isinstance(value, dict):
+            click.echo(f"{key}:")
+            for inner, count in value.items():
+                click.echo(f"  {inner}: {count}")
+        else:
+            click.echo(f"{key}: {value}")
+
+
+@cli.command("demo")
+@_out_option
+@_state_option
+@click.option(
+    "--site",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Site directory to serve [default: the bundled fixtures/site].",
+)
+@_common
+@handle_errors
+def demo_cmd(site: Path | None, **options: Any) -> None:
+    """Serve the bundled fixture site on loopback and crawl it end to end into output/."""
+    from pipeline.demo import SiteServer, bundled_site
+
+    root = site or bundled_site()
+    if not root.is_dir():
+        raise UsageError(f"fixture site {root} not found; run from a checkout or pass --site")
+    options["state"] = options.get("state") or Path(options.get("out") or "output") / ".state"
+    settings = _settings(rate=0, **options)
+    with SiteServer(root) as server:
+        click.echo(f"serving {root} at {server.origin}", err=True)
+        result = crawl(
+            [server.origin + "/"], _crawl_options(settings), show_progress=settings.progress
+        )
+    click.echo(result.text, err=True)
+    for table in ("procedures", "steps", "rejects"):
+        click.echo(f"  {settings.out / 'parquet' / (table + '.parquet')}", err=True)
+    sys.exit(result.exit_code)
+
+
+def _require_state(state: Path) -> None:
+    if not (state / "state.sqlite3").exists():
+        raise UsageError(f"no crawl state in {state}; run `pipeline crawl` first or pass --state")
 
 
 @cli.command("schema")

@@ -86,7 +86,9 @@ class _Walker:
 
     def flush(self) -> None:
         buf = self.buf
-        if buf.parts:
+        if not buf.parts:
+            return
+        if True:
             text = collapse("".join(buf.parts))
             if text:
                 lead = collapse("".join(buf.bold_parts)) if buf.bold_parts else ""
@@ -104,8 +106,6 @@ class _Walker:
         self.buf = _Buffer()
 
     def text(self, raw: str, link: list[str] | None) -> None:
-        if not raw:
-            return
         if "\n" in raw and _SOFT_BREAK.search(raw):
             pieces = raw.split("\n")
             for i, piece in enumerate(pieces):
@@ -137,58 +137,84 @@ class _Walker:
 
 
 def walk(root: Any) -> list[Line]:
-    """The lines of ``root`` (a selectolax node) in document order."""
+    """The lines of ``root`` (a selectolax node) in document order.
+
+    One ``traverse()`` (a C-level iteration) visits every node; the stack of open elements is
+    kept by ``mem_id``, and an element is closed when a later node's parent is an element
+    below it on the stack. Skipped subtrees (``<img>``, ``<svg>``...) are entered but ignored.
+    """
     w = _Walker()
-    # Stack items: a node to enter, or a tuple (tag, is_group, link) to leave.
-    stack: list[Any] = [root]
+    ids: list[int] = [root.mem_id]
+    tags: list[str] = [root.tag]
+    grouped: list[bool] = [False]
+    saved_links: list[tuple[list[str] | None, str]] = []
     link: list[str] | None = None  # anchor text parts of the <a> we are in
     href = ""
-    while stack:
-        item = stack.pop()
-        if item.__class__ is tuple:
-            tag, grouped, saved = item
-            if tag in BLOCK_TAGS:
+    skip = 0
+    first = True
+    for node in root.traverse(include_text=True):
+        if first:
+            first = False
+            continue
+        tag = node.tag
+        if tag == "-text":
+            raw = node.text_content
+            if not raw or raw.isspace():
+                if w.buf.parts:
+                    w.buf.parts.append(" ")
+                continue
+        elif tag == "-comment":
+            continue
+        parent = node.parent.mem_id
+        while ids[-1] != parent and len(ids) > 1:
+            # Leave the innermost open element.
+            ids.pop()
+            closed = tags.pop()
+            was_group = grouped.pop()
+            if closed in SKIP_TAGS:
+                skip -= 1
+            elif closed in BLOCK_TAGS:
                 w.flush()
                 w.blocks.pop()
-                if grouped:
+                if was_group:
                     w.groups.pop()
-                if tag == "li":
+                if closed == "li":
                     w.list_depth -= 1
-            elif tag in BOLD_TAGS:
+            elif closed in BOLD_TAGS:
                 w.bold_depth -= 1
-            elif tag == "a" and link is not None:
+            elif closed == "a" and link is not None:
                 w.buf.links.append((href, collapse("".join(link))))
-                link, href = saved
-            continue
-        tag = item.tag
+                link, href = saved_links.pop()
         if tag == "-text":
-            w.text(item.text_content or "", link)
-            continue
-        if tag in SKIP_TAGS:
+            if not skip:
+                w.text(raw, link)
             continue
         if tag == "br":
             w.flush()
             continue
-        grouped = False
-        saved: Any = None
-        if tag in BLOCK_TAGS:
+        ids.append(node.mem_id)
+        tags.append(tag)
+        is_group = False
+        if tag in SKIP_TAGS:
+            skip += 1
+        elif tag in BLOCK_TAGS:
             w.flush()
             w.blocks.append(tag)
             if tag in GROUP_TAGS:
                 w.groups.append(w.next_group)
                 w.next_group += 1
-                grouped = True
+                is_group = True
             if tag == "li":
                 w.list_depth += 1
         elif tag in BOLD_TAGS:
             w.bold_depth += 1
         elif tag == "a":
-            saved = (link, href)
-            href = item.attributes.get("href") or ""
+            saved_links.append((link, href))
+            href = node.attributes.get("href") or ""
             link = []
-        stack.append((tag, grouped, saved))
-        children = list(item.iter(include_text=True))
-        children.reverse()
-        stack.extend(children)
+        grouped.append(is_group)
+    # Close whatever is still open, so trailing links are kept.
+    if link is not None:
+        w.buf.links.append((href, collapse("".join(link))))
     w.flush()
     return w.lines

@@ -59,6 +59,8 @@ _BINARY_MAGIC: tuple[bytes, ...] = (
     b"\xfd7zXZ", b"7z\xbc\xaf", b"RIFF", b"\x00\x00\x01\x00", b"OggS", b"ID3", b"\x7fELF",
     b"MZ", b"wOFF", b"wOF2",
 )  # fmt: skip
+#: Bytes that do not occur in text (C0 controls other than tab, newlines, form feed).
+_CONTROL_BYTES = bytes([*range(9), *range(14, 32)])
 _HTML_SIGN = re.compile(
     r"<\s*(?:!doctype\s+html|html|head|body|p|div|h[1-6]|table|ul|ol|li|br|span|a|meta|title|"
     r"main|article|section|dl|font|b|strong)\b",
@@ -140,7 +142,7 @@ def _looks_binary(data: bytes) -> bool:
         return True
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return False  # UTF-16 with a byte-order mark
-    controls = sum(1 for b in head if b < 9 or 13 < b < 32)
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
     return controls > len(head) * 0.1
 
 

@@ -52,6 +52,8 @@ _CAPS_OK = re.compile(r"^[A-Z0-9 ,&/()'’\-:?.]+$")
 _INLINE_LABEL = re.compile(r"^([^:.!?]{2,60}?)\s*:\s+(\S.*)$")
 _SENTENCE_END = re.compile(r"[.!]$")
 _MAX_HEADING = 100
+#: Slots an inline label ("During the procedure: ...") opens for its own line only.
+_LINE_SCOPED_SLOTS = frozenset({"during", "after", "skip"})
 
 
 @dataclass(slots=True)
@@ -63,6 +65,7 @@ class Entry:
     item: bool
     group: int
     links: list[tuple[str, str]] = field(default_factory=list)
+    part: int = 0  # how many sub-labels of its section came before it
 
 
 @dataclass(slots=True)
@@ -197,7 +200,14 @@ class _Splitter:
             self.preamble.append(text)
             return
         cur.entries.append(
-            Entry(text, self.slot, line.in_list or has_marker(text), line.group, line.links)
+            Entry(
+                text,
+                self.slot,
+                line.in_list or has_marker(text),
+                line.group,
+                line.links,
+                len(cur.sublabels),
+            )
         )
 
     def feed(self, line: Line) -> None:
@@ -210,6 +220,9 @@ class _Splitter:
             rank = HEADING_TAGS.get(line.tag, RANK_LABEL if not line.bold else RANK_STYLED)
             self.heading(_Heading(label, max(rank, self.current.rank), True))
             self.content(line, rest)
+            if self.slot in _LINE_SCOPED_SLOTS:
+                # "After the procedure: ..." on one line labels that line only.
+                self.slot = "notes" if self.current.key == "patient_experience" else "items"
             return
         head = _heading_of(line, self.vocab)
         if head is None:
@@ -345,7 +358,13 @@ def _cut_point(section: Section) -> int | None:
         if entry.item:
             if first_group is None:
                 first_group = entry.group
-            elif seen_items and entry.group != first_group and entries[i - 1].group != entry.group:
+            elif (
+                seen_items
+                and entry.group != first_group
+                and entries[i - 1].group != entry.group
+                and entry.part == entries[i - 1].part
+            ):
+                # A second list with no sub-label of its own: its heading was lost.
                 return i
             seen_items = True
         elif seen_items:

@@ -1,0 +1,703 @@
+"""Crawl state: every known URL, what happened to it, and every run, in one SQLite file.
+
+Layout of a state directory::
+
+    <state_dir>/lock            flock()ed by the run that owns the state; holds its pid
+    <state_dir>/state.sqlite3   WAL mode, synchronous=NORMAL, schema version in PRAGMA user_version
+
+Guarantees:
+
+- One run at a time: :meth:`CrawlState.open` takes a non-blocking exclusive ``flock`` on the lock
+  file and raises :class:`~pipeline.errors.StateLocked` if another process holds it. The kernel
+  drops the lock when the holder exits, however it exits (SIGKILL included), so a dead run never
+  leaves a stale lock behind. (``flock`` is not reliable on some network file systems.)
+- Nothing is lost on SIGKILL: every ``record_*`` call is one committed transaction. In WAL mode
+  with synchronous=NORMAL a commit survives the death of the process; only a power cut may roll
+  back the last few commits, which the next run then simply does again.
+- Each page is claimed at most once per run: :meth:`CrawlState.claim_due` marks what it hands out.
+  The marks are cleared when the state is opened and when a run begins, so a page that was claimed
+  but never recorded (the run died in flight) is claimed again by the next run.
+
+Statuses: ``pending`` (never fetched successfully), ``fetched`` (stored, content changed or new),
+``unchanged`` (304 or same hash), ``gone`` (404/410), ``failed`` (terminal fetch failure),
+``rejected`` (fetched fine, refused by the parser or the validator). ``attempts`` counts failed
+attempts since the last success. A transient failure keeps the status and makes the page due for
+the next run; with ``refresh_after`` every page last attempted before ``now - refresh_after`` is
+due again, whatever its status.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Literal, NamedTuple, Self, cast
+
+from pipeline.errors import StateError, StateLocked, StateVersionError
+
+PageStatus = Literal["pending", "fetched", "unchanged", "gone", "failed", "rejected"]
+STATUSES: tuple[PageStatus, ...] = ("pending", "fetched", "unchanged", "gone", "failed", "rejected")
+
+DB_NAME = "state.sqlite3"
+LOCK_NAME = "lock"
+#: Marks the SQLite file as ours (PRAGMA application_id): "PPST".
+APPLICATION_ID = 0x50505354
+BUSY_TIMEOUT_MS = 10_000
+_ARCHIVED_STATUSES = ("fetched", "unchanged", "rejected")
+_PAGE_SIZE = 1000
+
+#: _MIGRATIONS[n] takes a state from schema version n to n + 1. Append, never edit.
+_MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        f"""CREATE TABLE pages (
+            url TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            depth INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN {STATUSES!r}),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_status INTEGER,
+            last_error TEXT,
+            etag TEXT,
+            last_modified TEXT,
+            content_hash TEXT,
+            first_seen TEXT NOT NULL,
+            last_attempt TEXT,
+            last_fetched TEXT,
+            last_changed TEXT,
+            next_due TEXT,
+            sitemap_lastmod TEXT,
+            discovered_from TEXT,
+            claimed INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+        "CREATE INDEX pages_claimable ON pages (depth, url) WHERE claimed = 0",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            counts TEXT,
+            exit_code INTEGER
+        )""",
+    ),
+    (
+        # 1 -> 2: outcomes not yet in published tables, replayed after a killed run.
+        "ALTER TABLE pages ADD COLUMN unpublished INTEGER NOT NULL DEFAULT 0",
+        "CREATE INDEX pages_unpublished ON pages (url) WHERE unpublished = 1",
+    ),
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+_PAGE_COLUMNS = (
+    "url, kind, depth, status, attempts, last_status, last_error, etag, last_modified, "
+    "content_hash, first_seen, last_attempt, last_fetched, last_changed, next_due, "
+    "sitemap_lastmod, discovered_from"
+)
+
+
+class Discovered(NamedTuple):
+    """A URL found by discovery; any plain 5-tuple in this order works as well."""
+
+    url: str
+    kind: str
+    depth: int
+    parent: str | None = None
+    lastmod: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PageRow:
+    """One row of the ``pages`` table."""
+
+    url: str
+    kind: str
+    depth: int
+    status: PageStatus
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    first_seen: datetime
+    last_attempt: datetime | None
+    last_fetched: datetime | None
+    last_changed: datetime | None
+    next_due: datetime | None
+    sitemap_lastmod: datetime | None
+    discovered_from: str | None
+
+    @classmethod
+    def from_db(cls, row: sqlite3.Row) -> PageRow:
+        """Build a row from a ``SELECT {_PAGE_COLUMNS}`` result."""
+        values = dict(row)
+        for name in ("last_attempt", "last_fetched", "last_changed", "next_due", "sitemap_lastmod"):
+            values[name] = _from_db(values[name])
+        values["first_seen"] = _parse_ts(values["first_seen"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """One row of the ``runs`` table; ``finished_at`` is None for a run that did not finish."""
+
+    id: int
+    started_at: datetime
+    finished_at: datetime | None
+    counts: dict[str, int]
+    exit_code: int | None
+
+
+# --- timestamps: aware datetimes stored as fixed-width UTC text, so text order is time order ---
+
+
+def _to_db(value: datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: the state stores aware (UTC) times only")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _opt_to_db(value: datetime | None) -> str | None:
+    return None if value is None else _to_db(value)
+
+
+def _parse_ts(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _from_db(text: str | None) -> datetime | None:
+    return None if text is None else _parse_ts(text)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- the lock --------------------------------------------------------------------------------
+
+
+def _acquire_lock(state_dir: Path) -> int:
+    """Take the exclusive lock on ``state_dir``; return its file descriptor."""
+    path = state_dir / LOCK_NAME
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StateError(f"cannot open the lock file {path}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise StateLocked(
+            f"another run holds the lock on {state_dir} (pid {holder}); "
+            "wait for it to finish, or stop that process"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    return fd
+
+
+def _release_lock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+# --- the state -------------------------------------------------------------------------------
+
+
+class CrawlState:
+    """The crawl state of one state directory. Open with :meth:`open`; use as a context manager.
+
+    Methods are safe to call from several threads (one connection, serialized by a lock).
+    """
+
+    def __init__(self, state_dir: Path, conn: sqlite3.Connection, lock_fd: int) -> None:
+        self.state_dir = state_dir
+        self._conn = conn
+        self._lock_fd: int | None = lock_fd
+        self._mutex = threading.RLock()
+
+    # --- opening and closing ---------------------------------------------------------------
+
+    @classmethod
+    def open(cls, state_dir: Path | str) -> CrawlState:
+        """Lock ``state_dir`` (created if missing), open its database, migrate an older schema.
+
+        Raises StateLocked if another run holds the lock, StateVersionError if the state was
+        written by a newer pipeline, and StateError if the directory or database is unusable.
+        """
+        state_dir = Path(state_dir)
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot create the state directory {state_dir}: {exc}") from exc
+        fd = _acquire_lock(state_dir)
+        try:
+            conn = _connect(state_dir / DB_NAME)
+        except BaseException:
+            _release_lock(fd)
+            raise
+        state = cls(state_dir, conn, fd)
+        state._release_claims()
+        return state
+
+    def close(self) -> None:
+        """Close the database and release the lock (idempotent)."""
+        with self._mutex:
+            if self._lock_fd is None:
+                return
+            try:
+                self._conn.execute("PRAGMA optimize")
+                self._conn.close()
+            finally:
+                _release_lock(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken at once (BEGIN IMMEDIATE) and committed or rolled back."""
+        with self._mutex:
+            if self._lock_fd is None:
+                raise StateError(f"the state in {self.state_dir} is closed")
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _update_page(self, url: str, assignments: str, params: Mapping[str, object]) -> None:
+        """``UPDATE pages SET <assignments> WHERE url = :url`` as one transaction."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                f"UPDATE pages SET {assignments}, claimed = 1 WHERE url = :url",
+                {**params, "url": url},
+            )
+            if cursor.rowcount == 0:
+                raise StateError(f"unknown page {url!r}: add it with add_discovered first")
+
+    def _release_claims(self) -> None:
+        with self._transaction() as conn:
+            conn.execute("UPDATE pages SET claimed = 0 WHERE claimed = 1")
+
+    # --- discovery and claiming --------------------------------------------------------------
+
+    def add_discovered(
+        self,
+        urls: Iterable[tuple[str, str, int, str | None, datetime | None]],
+        *,
+        now: datetime | None = None,
+    ) -> int:
+        """Add ``(url, kind, depth, parent, sitemap_lastmod)`` entries; return how many were new.
+
+        Known URLs are left alone, except that a sitemap lastmod newer than the page's last fetch
+        makes the page due again.
+        """
+        stamp = _to_db(now or _now())
+        added = 0
+        with self._transaction() as conn:
+            for url, kind, depth, parent, lastmod in urls:
+                lastmod_db = _opt_to_db(lastmod)
+                cursor = conn.execute(
+                    "INSERT OR IGNORE INTO pages (url, kind, depth, first_seen, sitemap_lastmod,"
+                    " discovered_from) VALUES (?, ?, ?, ?, ?, ?)",
+                    (url, kind, depth, stamp, lastmod_db, parent),
+                )
+                added += cursor.rowcount
+                if cursor.rowcount == 0 and lastmod_db is not None:
+                    _note_lastmod(conn, url, lastmod_db, stamp)
+        return added
+
+    def claim_due(
+        self, limit: int, now: datetime, refresh_after: timedelta | None = None
+    ) -> list[PageRow]:
+        """Hand out up to ``limit`` due pages not yet claimed in this run, by depth then URL.
+
+        Due: pending pages, pages whose ``next_due`` has come, and, with ``refresh_after``,
+        pages last attempted at or before ``now - refresh_after``.
+        """
+        cutoff = None if refresh_after is None else _to_db(now - refresh_after)
+        with self._transaction() as conn:
+            rows = conn.execute(
+                f"SELECT {_PAGE_COLUMNS} FROM pages WHERE claimed = 0"
+                " AND (status = 'pending' OR next_due <= :now OR last_attempt <= :cutoff)"
+                " ORDER BY depth, url LIMIT :limit",
+                {"now": _to_db(now), "cutoff": cutoff, "limit": limit},
+            ).fetchall()
+            conn.executemany(
+                "UPDATE pages SET claimed = 1 WHERE url = ?", [(row["url"],) for row in rows]
+            )
+        return [PageRow.from_db(row) for row in rows]
+
+    # --- outcomes: each one committed on its own ----------------------------------------------
+
+    def record_fetched(
+        self,
+        url: str,
+        *,
+        status: int,
+        etag: str | None,
+        last_modified: str | None,
+        content_hash: str,
+        fetched_at: datetime,
+        changed: bool,
+    ) -> None:
+        """A successful fetch whose body is in the archive under ``content_hash``."""
+        self._update_page(
+            url,
+            "status = 'fetched', unpublished = 1, attempts = 0, last_status = :status,"
+            " last_error = NULL,"
+            " etag = :etag, last_modified = :last_modified, content_hash = :hash,"
+            " last_attempt = :at, last_fetched = :at, next_due = NULL,"
+            " last_changed = CASE WHEN :changed THEN :at ELSE coalesce(last_changed, :at) END",
+            {
+                "status": status,
+                "etag": etag,
+                "last_modified": last_modified,
+                "hash": content_hash,
+                "at": _to_db(fetched_at),
+                "changed": changed,
+            },
+        )
+
+    def record_unchanged(self, url: str, fetched_at: datetime) -> None:
+        """A 304, or a 200 whose body has the hash already stored."""
+        self._update_page(
+            url,
+            "status = 'unchanged', attempts = 0, last_error = NULL,"
+            " last_attempt = :at, last_fetched = :at, next_due = NULL",
+            {"at": _to_db(fetched_at)},
+        )
+
+    def record_gone(self, url: str, status: int, at: datetime) -> None:
+        """404 or 410: the page no longer exists."""
+        self._update_page(
+            url,
+            "status = 'gone', unpublished = 1, attempts = 0, last_status = :status,"
+            " last_error = NULL,"
+            " last_attempt = :at, next_due = NULL",
+            {"status": status, "at": _to_db(at)},
+        )
+
+    def record_failed(
+        self,
+        url: str,
+        *,
+        error_kind: str,
+        reason: str,
+        status: int | None,
+        terminal: bool,
+        at: datetime,
+    ) -> None:
+        """A fetch failure. Terminal: the page is 'failed'. Transient: due again next run."""
+        self._update_page(
+            url,
+            "attempts = attempts + 1, last_status = :status, last_error = :error,"
+            " last_attempt = :at,"
+            " status = CASE WHEN :terminal THEN 'failed' ELSE status END, unpublished = 1,"
+            " next_due = CASE WHEN :terminal THEN NULL ELSE :at END",
+            {
+                "status": status,
+                "error": f"{error_kind}: {reason}",
+                "terminal": terminal,
+                "at": _to_db(at),
+            },
+        )
+
+    def record_rejected(
+        self,
+        url: str,
+        stage: str,
+        reason: str,
+        at: datetime,
+        *,
+        content_hash: str | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        http_status: int | None = None,
+    ) -> None:
+        """The fetch was fine but the parser or validator refused the page.
+
+        Pass the fetch's ``content_hash`` (and validators) when the page was not recorded as
+        fetched first, so that ``reparse`` can try the stored body again with a newer parser.
+        """
+        self._update_page(
+            url,
+            "status = 'rejected', unpublished = 1, attempts = 0, last_error = :error,"
+            " last_attempt = :at,"
+            " next_due = NULL,"
+            " last_status = coalesce(:http_status, last_status),"
+            " etag = CASE WHEN :hash IS NULL THEN etag ELSE :etag END,"
+            " last_modified = CASE WHEN :hash IS NULL THEN last_modified ELSE :last_modified END,"
+            " last_fetched = CASE WHEN :hash IS NULL THEN last_fetched ELSE :at END,"
+            " last_changed = CASE WHEN :hash IS NULL OR :hash IS content_hash"
+            " THEN last_changed ELSE :at END,"
+            " content_hash = coalesce(:hash, content_hash)",
+            {
+                "error": f"{stage}: {reason}",
+                "at": _to_db(at),
+                "hash": content_hash,
+                "etag": etag,
+                "last_modified": last_modified,
+                "http_status": http_status,
+            },
+        )
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def get(self, url: str) -> PageRow | None:
+        """The row of ``url``, or None if the URL is unknown."""
+        with self._mutex:
+            row = self._conn.execute(
+                f"SELECT {_PAGE_COLUMNS} FROM pages WHERE url = ?", (url,)
+            ).fetchone()
+        return None if row is None else PageRow.from_db(row)
+
+    def counts(self) -> dict[str, int]:
+        """Pages per status, every status present (zero when none)."""
+        with self._mutex:
+            rows = self._conn.execute("SELECT status, count(*) FROM pages GROUP BY status")
+            found: dict[str, int] = dict(rows.fetchall())
+        return {status: found.get(status, 0) for status in STATUSES}
+
+    def iter_archived(self) -> Iterator[tuple[str, str, datetime]]:
+        """``(url, content_hash, fetched_at)`` of every page with a stored body, by URL.
+
+        Covers fetched, unchanged and rejected pages (a newer parser may accept the latter).
+        Reads in pages of rows, so the state may be written to while this is consumed.
+        """
+        after = ""
+        while True:
+            with self._mutex:
+                rows = self._conn.execute(
+                    "SELECT url, content_hash, last_fetched FROM pages WHERE url > ?"
+                    f" AND content_hash IS NOT NULL AND status IN {_ARCHIVED_STATUSES}"
+                    " ORDER BY url LIMIT ?",
+                    (after, _PAGE_SIZE),
+                ).fetchall()
+            for url, content_hash, fetched in rows:
+                yield url, content_hash, _parse_ts(fetched)
+            if len(rows) < _PAGE_SIZE:
+                return
+            after = rows[-1][0]
+
+    def unpublished(self) -> list[PageRow]:
+        """Pages whose last outcome is not in the published tables yet (a run died first)."""
+        with self._mutex:
+            rows = self._conn.execute(
+                f"SELECT {_PAGE_COLUMNS} FROM pages WHERE unpublished = 1 ORDER BY url"
+            ).fetchall()
+        return [PageRow.from_db(row) for row in rows]
+
+    def mark_published(self) -> int:
+        """Every outcome recorded so far is in the published tables; returns how many."""
+        with self._transaction() as conn:
+            return conn.execute("UPDATE pages SET unpublished = 0 WHERE unpublished = 1").rowcount
+
+    def iter_stored(self) -> Iterator[PageRow]:
+        """Every page with a stored body (gone ones too), by URL, read in pages of rows."""
+        after = ""
+        while True:
+            with self._mutex:
+                rows = self._conn.execute(
+                    f"SELECT {_PAGE_COLUMNS} FROM pages WHERE url > ? AND content_hash IS NOT NULL"
+                    " AND kind = 'procedure' ORDER BY url LIMIT ?",
+                    (after, _PAGE_SIZE),
+                ).fetchall()
+            for row in rows:
+                yield PageRow.from_db(row)
+            if len(rows) < _PAGE_SIZE:
+                return
+            after = rows[-1]["url"]
+
+    # --- runs --------------------------------------------------------------------------------
+
+    def begin_run(self, now: datetime | None = None) -> int:
+        """Start a run: clear the claims of earlier runs; return the new run's id."""
+        self._release_claims()
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs (started_at) VALUES (?)", (_to_db(now or _now()),)
+            )
+        return cast(int, cursor.lastrowid)
+
+    def finish_run(
+        self, run_id: int, counts: Mapping[str, int], exit_code: int, now: datetime | None = None
+    ) -> None:
+        """Record the end of a run with its counts and exit code."""
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE runs SET finished_at = ?, counts = ?, exit_code = ? WHERE id = ?",
+                (
+                    _to_db(now or _now()),
+                    json.dumps(dict(counts), sort_keys=True),
+                    exit_code,
+                    run_id,
+                ),
+            )
+
+    def last_run(self) -> RunRow | None:
+        """The most recent run, finished or not."""
+        with self._mutex:
+            row = self._conn.execute(
+                "SELECT id, started_at, finished_at, counts, exit_code FROM runs"
+                " ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        return RunRow(
+            id=row["id"],
+            started_at=_parse_ts(row["started_at"]),
+            finished_at=_from_db(row["finished_at"]),
+            counts=json.loads(row["counts"]) if row["counts"] else {},
+            exit_code=row["exit_code"],
+        )
+
+
+def _note_lastmod(conn: sqlite3.Connection, url: str, lastmod: str, now: str) -> None:
+    """Store a known page's sitemap lastmod; if newer than its last fetch, make it due now."""
+    conn.execute(
+        "UPDATE pages SET sitemap_lastmod = :lastmod,"
+        " next_due = CASE WHEN last_fetched IS NOT NULL AND :lastmod > last_fetched"
+        " THEN min(coalesce(next_due, :now), :now) ELSE next_due END"
+        " WHERE url = :url AND sitemap_lastmod IS NOT :lastmod",
+        {"url": url, "lastmod": lastmod, "now": now},
+    )
+
+
+# --- opening the database --------------------------------------------------------------------
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """Open, configure, check and migrate the state database."""
+    try:
+        conn = sqlite3.connect(
+            path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot open the state database {path}: {exc}") from exc
+    try:
+        conn.row_factory = sqlite3.Row
+        _configure(conn)
+        _migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise StateError(f"the state database {path} is unreadable: {exc}") from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def _pragma(conn: sqlite3.Connection, name: str) -> int:
+    return cast(int, conn.execute(f"PRAGMA {name}").fetchone()[0])
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema to SCHEMA_VERSION, one committed step per version."""
+    app_id = _pragma(conn, "application_id")
+    if app_id not in (0, APPLICATION_ID):
+        raise StateError(f"{path} is not a pipeline state database (application_id {app_id:#x})")
+    version = _pragma(conn, "user_version")
+    if version > SCHEMA_VERSION:
+        raise StateVersionError(
+            f"the state in {path.parent} has schema version {version}, but this pipeline only "
+            f"knows versions up to {SCHEMA_VERSION}: upgrade the pipeline, or use another --state"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _MIGRATIONS[target - 1]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {target}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+# --- read-only view (``pipeline status``) ----------------------------------------------------
+
+
+def read_status(
+    state_dir: Path, *, now: datetime | None = None, refresh_after: timedelta | None = None
+) -> dict[str, object]:
+    """A summary of the state without taking the lock (a crawl may be running) or writing.
+
+    Pages by status, pages due now, the last run, and rejects and failures by reason kind.
+    """
+    path = Path(state_dir) / DB_NAME
+    if not path.exists():
+        raise StateError(f"no crawl state in {state_dir}; run `pipeline crawl` first")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+    except sqlite3.Error as exc:
+        raise StateError(f"cannot open the state database {path}: {exc}") from exc
+    try:
+        version = _pragma(conn, "user_version")
+        if version > SCHEMA_VERSION:
+            raise StateVersionError(
+                f"the state in {state_dir} has schema version {version}, newer than this "
+                f"pipeline's {SCHEMA_VERSION}: upgrade the pipeline"
+            )
+        stamp = now or _now()
+        cutoff = None if refresh_after is None else _to_db(stamp - refresh_after)
+        by_status = dict(conn.execute("SELECT status, count(*) FROM pages GROUP BY status"))
+        due = conn.execute(
+            "SELECT count(*) FROM pages WHERE status = 'pending' OR next_due <= ?"
+            " OR last_attempt <= ?",
+            (_to_db(stamp), cutoff),
+        ).fetchone()[0]
+        reasons = conn.execute(
+            "SELECT substr(last_error, 1, instr(last_error || ':', ':') - 1) AS kind, count(*)"
+            " FROM pages WHERE status IN ('rejected', 'failed') GROUP BY kind ORDER BY kind"
+        ).fetchall()
+        last = conn.execute(
+            "SELECT id, started_at, finished_at, counts, exit_code FROM runs ORDER BY id DESC"
+            " LIMIT 1"
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"the state database {path} is unreadable: {exc}") from exc
+    finally:
+        conn.close()
+    status: dict[str, object] = {
+        "pages": {name: by_status.get(name, 0) for name in STATUSES},
+        "due_now": due,
+        "rejects_by_reason": {kind or "unknown": count for kind, count in reasons},
+    }
+    if last is not None:
+        status["last_run"] = {
+            "id": last[0],
+            "started_at": last[1],
+            "finished_at": last[2] or "did not finish",
+            "exit_code": last[4],
+            **(json.loads(last[3]) if last[3] else {}),
+        }
+    return status
