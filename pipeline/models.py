@@ -102,7 +102,11 @@ class HospitalStay(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
-        if self.min_days is not None and self.max_days is not None and self.min_days > self.max_days:
+        if (
+            self.min_days is not None
+            and self.max_days is not None
+            and self.min_days > self.max_days
+        ):
             raise ValueError(f"min_days {self.min_days} > max_days {self.max_days}")
         return self
 

@@ -72,6 +72,10 @@ _CODE_PREFIX = re.compile(
     re.IGNORECASE,
 )
 _CODE_HREF = re.compile(r"/code/(?:cpt4?|hcpcs|icd-?10-?(?:cm|pcs))/", re.IGNORECASE)
+_CODE = r"[A-Z0-9]{3,7}(?:\.[A-Z0-9]{1,4})?"
+#: A bare list of codes on one line: "93454, 93459 and 93460".
+_CODE_LIST = re.compile(rf"^\s*{_CODE}(?:\s*(?:[,;/]|\band\b|\bor\b)\s*{_CODE})+\s*\.?$")
+_LIST_SEPARATOR = re.compile(r"\s*(?:[,;/]|\band\b|\bor\b)\s*|\.$")
 _TITLE_SUFFIX = re.compile(r"\s+[|–—-]\s+[^|–—-]{2,60}$")
 
 #: Sections read for the anesthesia kinds the page says are used.
@@ -410,8 +414,11 @@ def _similar(entries: list[Entry] | None, system: CodeSystem) -> list[dict[str, 
     seen: set[tuple[str, str]] = set()
     for entry in entries or ():
         code_links = [(h, t) for h, t in entry.links if t]
+        pieces: list[tuple[str, str | None]]
         if len(code_links) > 1:
             pieces = [(t, h) for h, t in code_links]
+        elif _CODE_LIST.match(entry.text):
+            pieces = [(code, None) for code in _LIST_SEPARATOR.split(entry.text.strip())]
         else:
             pieces = [(entry.text, code_links[0][0] if code_links else None)]
         for text, href in pieces:

@@ -1,0 +1,197 @@
+"""Care-team members: split prose into people and give each a role (SPEC "Personnel roles").
+
+:func:`classify_role` scans the text once with one compiled pattern whose named groups are the
+roles; the first role in SPEC order among those found wins: anesthesia, surgeon, physician,
+nurse, technologist, therapist, other. Specific phrases are alternatives of their own, tried
+before the words inside them, so that:
+
+* "nurse anesthetist (CRNA)", "anesthesia provider/team" -> anesthesia;
+* any "...surgeon" ("neurosurgeon"), "obstetrician", "gynecologist", "ophthalmologist",
+  "surgical team" -> surgeon;
+* "physician", "doctor", "provider", "specialist", "-ologist" ("gastroenterologist",
+  "radiologist"), "ENT", "pediatrician", "physician or advanced practice provider" -> physician;
+  but "physician assistant" -> other, "radiologic technologist" -> technologist, and
+  "surgical nurses" -> nurse ("surgical" is not "surgeon");
+* "nurse", "nurse practitioner", "midwife", "RN" -> nurse;
+* "technologist", "technician", "tech", "phlebotomist", "perfusionist", "sonographer",
+  "radiographer" -> technologist;
+* "physical/occupational/respiratory/speech therapist", "speech-language pathologist" ->
+  therapist;
+* anything else ("medical assistant", "pharmacist", "nursing assistant", "psychologist") -> other.
+
+:func:`split_personnel` splits a prose sentence at sentence ends, commas, semicolons, colons,
+parentheses and the connectors "and", "and/or", "with", "by", "assisted by", "along with",
+"as well as", "while", "who" (never at "or": "Orthopedic or neurosurgeon" is one person), keeps
+the fragments that contain a role noun, and trims each to the noun phrase: it ends at its last
+role noun and starts after the last determiner or verb before its first role noun ("The team
+includes a cardiologist" -> "cardiologist"); leading fillers ("typically", "one or
+more") are dropped. The page's capitalization is kept.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pipeline.models import Role
+
+# --- data -------------------------------------------------------------------------------------
+
+_S = r"(?:s|es)?"  # plural ending
+_ANESTHESIA = (
+    r"an(?:a)?esthesiologists?|an(?:a)?esthetists?|(?-i:CRNAs?)"
+    r"|an(?:a)?esthesia\s+(?:providers?|team|staff|care\s+team|professionals?|personnel"
+    r"|specialists?|clinicians?|doctors?|physicians?|residents?|assistants?|technicians?"
+    r"|techs?|nurses?|care\s+providers?|services?|department)"
+    r"|monitored\s+an(?:a)?esthesia\s+care\s+providers?"
+)
+_SURGEON = (
+    r"\w*surgeons?|obstetricians?(?:[\s/-]+gyn\w*)?|\w*gyn(?:a)?ecologists?|ophthalmologists?"
+    r"|(?-i:OB[\s/-]?GYNs?)|surg(?:ical|ery)\s+team"
+)
+_OTHER_FIRST = (
+    r"physician['’]?s?\s+assistants?|(?-i:PA(?:-C)?s?)|nurs(?:e|ing)['’]?s?\s+(?:assistants?|aides?)"
+    r"|(?-i:CNAs?)|speech(?:[\s-]+(?:and[\s-]+)?language)?\s+pathologists?"
+    r"|audiologists?|psychologists?|embryologists?|\w*technologists?"
+    r"|registered\s+(?:\w+\s+){0,3}specialists?"
+)
+_PHYSICIAN = (
+    r"physicians?|doctors?|(?<!nurse\s)(?<!nurse-)practitioners?|providers?|specialists?"
+    r"|\w+ologists?|(?-i:ENTs?|MDs?)|pediatricians?|paediatricians?|internists?|hospitalists?"
+    r"|intensivists?|physiatrists?|psychiatrists?|podiatrists?|dentists?|clinicians?"
+    r"|radiologists?|(?:attending|resident)s?(?=\s+(?:physician|doctor|surgeon))"
+)
+_NURSE = (
+    r"nurse[\s-]+practitioners?|nurse[\s-]+midwi(?:fe|ves)|midwi(?:fe|ves)|nurs(?:e|es|ing)"
+    r"|(?-i:RNs?|LPNs?|LVNs?|APRNs?|NPs?)"
+)
+_TECHNOLOGIST = (
+    r"\w*technologists?|technicians?|techs?|phlebotomists?|perfusionists?|sonographers?"
+    r"|radiographers?|(?-i:EMTs?)"
+)
+_THERAPIST = r"\w*therapists?|physiotherapists?"
+_OTHER = (
+    r"assistants?|pharmacists?|aides?|dietitians?|dieticians?|nutritionists?|paramedics?"
+    r"|counselors?|counsellors?|social\s+workers?|hygienists?|orderl(?:y|ies)|chaplains?"
+    r"|physicists?|dosimetrists?|mohels?|doulas?|optometrists?|chiropractors?|staff|team"
+)
+
+#: Alternatives in the order they are tried at one position (specific phrases first); the group
+#: name is the role it gives. ``other_first`` and ``tech_first`` pre-empt the broad "-ologist".
+_CLASSIFY = re.compile(
+    rf"""\b(?:
+      (?P<anesthesia>{_ANESTHESIA})
+    | (?P<therapist_first>speech(?:[\s-]+(?:and[\s-]+)?language)?\s+pathologists?)
+    | (?P<technologist_first>\w*technologists?)
+    | (?P<surgeon>{_SURGEON})
+    | (?P<other_first>{_OTHER_FIRST})
+    | (?P<nurse_first>nurse[\s-]+practitioners?)
+    | (?P<physician>{_PHYSICIAN})
+    | (?P<nurse>{_NURSE})
+    | (?P<technologist>{_TECHNOLOGIST})
+    | (?P<therapist>{_THERAPIST})
+    | (?P<other>{_OTHER})
+    )\b""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+_ROLE_OF_GROUP: dict[str, Role] = {
+    "anesthesia": Role.ANESTHESIA,
+    "surgeon": Role.SURGEON,
+    "physician": Role.PHYSICIAN,
+    "nurse": Role.NURSE,
+    "nurse_first": Role.NURSE,
+    "technologist": Role.TECHNOLOGIST,
+    "technologist_first": Role.TECHNOLOGIST,
+    "therapist": Role.THERAPIST,
+    "therapist_first": Role.THERAPIST,
+    "other": Role.OTHER,
+    "other_first": Role.OTHER,
+}
+_PRIORITY: dict[Role, int] = {role: rank for rank, role in enumerate(Role)}
+
+#: Where prose is cut into candidate people.
+_SPLIT = re.compile(
+    r"[.!?](?=\s|$)|[,;:()\[\]]"
+    r"|\s+(?:assisted\s+by|along\s+with|as\s+well\s+as|and/or|and|with|by|while|who|whom)\s+",
+    re.IGNORECASE,
+)
+#: A role noun: what makes a fragment a person (the ``text`` ends at the last one).
+_ROLE_NOUN = re.compile(
+    r"""\b(?:\w*surgeons?|\w+ologists?|physicians?|doctors?|nurses?|\w*technologists?
+    |technicians?|\w*therapists?|an(?:a)?esthetists?|assistants?|pharmacists?|phlebotomists?
+    |perfusionists?|sonographers?|radiographers?|providers?|specialists?|p(?:a)?ediatricians?
+    |obstetricians?|practitioners?|midwi(?:fe|ves)|internists?|hospitalists?|intensivists?
+    |psychiatrists?|podiatrists?|physiatrists?|dentists?|clinicians?|dietitians?|nutritionists?
+    |paramedics?|hygienists?|physicists?|dosimetrists?|mohels?|doulas?|(?-i:CRNAs?|RNs?|ENTs?|LPNs?|EMTs?|NPs?))\b""",
+    re.IGNORECASE | re.VERBOSE,
+)
+#: Words after which a noun phrase starts: determiners, verbs and prepositions.
+_BREAK = re.compile(
+    r"""\b(?:a|an|the|this|that|these|those|your|their|his|her|its|our|each|every|any|some|all
+    |several|multiple|other|one\s+or\s+more|two\s+or\s+more|one|two|three|is|are|was|were|be|been
+    |being|will|would|may|might|can|could|should|must|typically|usually|often|generally
+    |commonly|normally|also|then|performed|done|carried\s+out|conducted|led|includes?|including
+    |involves?|involving|requires?|required|needs?|needed|consists?\s+of|such\s+as|like|of|for
+    |from|to|in|at|on|performs?|does|do|gives?|given|administers?|administered|monitors?
+    |monitored|helps?|assists?|supports?|present|available|there|team|staff)\b""",
+    re.IGNORECASE | re.VERBOSE,
+)
+#: Fillers dropped only when they lead the fragment.
+_LEADING = re.compile(
+    r"""^(?:\s*\b(?:a|an|the|typically|usually|often|generally|commonly|normally|may|also|one\s+or
+    \s+more|is\s+performed|is\s+done|performed|done|carried\s+out|e\.g\.|i\.e\.|including|such\s+as|or)\b
+    [\s.]*)+""",
+    re.IGNORECASE | re.VERBOSE,
+)
+_OR = re.compile(r"\s+or\s+(?=(?:an?|the)\s)", re.IGNORECASE)
+_TRIM = " \t\n\r\f\v-–—/&*•·\"'"
+
+
+# --- logic ------------------------------------------------------------------------------------
+
+
+def classify_role(text: str) -> Role:
+    """The role of one care-team member ("Surgical nurses" -> nurse); ``other`` by default."""
+    best = Role.OTHER
+    best_rank = len(_PRIORITY)
+    for match in _CLASSIFY.finditer(text):
+        role = _ROLE_OF_GROUP[match.lastgroup or "other"]
+        rank = _PRIORITY[role]
+        if rank < best_rank:
+            best, best_rank = role, rank
+            if rank == 0:
+                break
+    return best
+
+
+def _noun_phrase(fragment: str) -> str | None:
+    nouns = list(_ROLE_NOUN.finditer(fragment))
+    if not nouns:
+        return None
+    first, last = nouns[0], nouns[-1]
+    start = 0
+    for breaker in _BREAK.finditer(fragment, 0, first.start()):
+        start = breaker.end()
+    phrase = fragment[start : last.end()]
+    phrase = _LEADING.sub("", phrase).strip(_TRIM)
+    return phrase or None
+
+
+def split_personnel(text: str) -> list[str]:
+    """One noun phrase per person a prose personnel text mentions, in order."""
+    people: list[str] = []
+    for fragment in _SPLIT.split(text):
+        if not fragment:
+            continue
+        # "an anesthesiologist or a nurse anesthetist" is two people; "orthopedic or
+        # neurosurgeon" is one: split at "or" only when every side names a role.
+        sides = _OR.split(fragment)
+        if len(sides) > 1 and all(_ROLE_NOUN.search(side) for side in sides):
+            candidates = sides
+        else:
+            candidates = [fragment]
+        for candidate in candidates:
+            phrase = _noun_phrase(candidate)
+            if phrase is not None:
+                people.append(phrase)
+    return people
