@@ -147,8 +147,15 @@ class _Crawl:
 
     # -- discovery ------------------------------------------------------------------------------
 
-    def discover(self, urls: Iterable[tuple[str, datetime | None]], depth: int, parent: str | None) -> None:
-        """Add in-scope, normalized URLs of a kind worth fetching to the state."""
+    def discover(
+        self,
+        urls: Iterable[tuple[str, datetime | None]],
+        depth: int,
+        parent: str | None,
+        *,
+        seeds: bool = False,
+    ) -> None:
+        """Add in-scope, normalized URLs of a kind worth fetching (any kind for seeds)."""
         if self.options.max_depth is not None and depth > self.options.max_depth:
             return
         entries = []
@@ -157,7 +164,7 @@ class _Crawl:
             if norm is None or not self.scope.allows(norm):
                 continue
             kind = classify(norm)
-            if kind in ("procedure", "listing", "sitemap"):
+            if seeds or kind in ("procedure", "listing", "sitemap"):
                 entries.append((norm, kind, depth, parent, lastmod))
         if entries:
             added = self.state.add_discovered(entries, now=self.clock())
@@ -292,7 +299,7 @@ class _Crawl:
     # -- the loop ---------------------------------------------------------------------------------
 
     async def run(self, seeds: list[str], fetcher: Fetcher) -> None:
-        self.discover(((s, None) for s in seeds), 0, None)
+        self.discover(((s, None) for s in seeds), 0, None, seeds=True)
         for origin in sorted({origin_of(s) for s in seeds}):
             try:
                 sitemaps = await fetcher.robots.sitemaps(origin)

@@ -1,0 +1,143 @@
+"""End-to-end crawls against real HTTP servers on 127.0.0.1.
+
+The fixture site is served by :class:`pipeline.demo.SiteServer`; faults come from
+:class:`tests.faultserver.FaultServer`. Sleeps between retries are made instant by injection;
+everything else (sockets, HTTP, SQLite, Parquet) is real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.crawl import CrawlOptions, crawl
+from pipeline.demo import SiteServer
+from tests.conftest import SITE
+from tests.faultserver import (
+    Drop,
+    FaultServer,
+    GzipBomb,
+    Redirect,
+    Reset,
+    Route,
+    Stall,
+    Status,
+    Truncate,
+    robots,
+)
+
+FIXTURE_PAGES = sorted(p for p in SITE.rglob("*.html") if p.with_suffix(".json").exists())
+
+
+async def _instant(_: float) -> None:
+    await asyncio.sleep(0)
+
+
+def _options(tmp_path: Path, **overrides: object) -> CrawlOptions:
+    base: dict[str, object] = {
+        "out": tmp_path / "out",
+        "state": tmp_path / "state",
+        "rate": 0.0,
+        "concurrency": 8,
+        "per_host_concurrency": 8,
+        "timeout": 2.0,
+        "max_retries": 3,
+    }
+    base.update(overrides)
+    return CrawlOptions(**base)  # type: ignore[arg-type]
+
+
+def _table(options: CrawlOptions, name: str) -> pl.DataFrame:
+    return pl.read_parquet(options.out / "parquet" / f"{name}.parquet")
+
+
+def _page(code: str) -> bytes:
+    return next(p for p in FIXTURE_PAGES if p.name.startswith(code + "-")).read_bytes()
+
+
+def test_crawl_fixture_site_end_to_end(tmp_path: Path) -> None:
+    options = _options(tmp_path)
+    with SiteServer(SITE) as server:
+        result = crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+    procedures = _table(options, "procedures")
+    codes = set(procedures["code"].to_list())
+    expected = {p.name.split("-")[0].upper() for p in FIXTURE_PAGES}
+    assert expected <= codes, expected - codes
+    assert procedures.select(["code_system", "code"]).is_unique().all()
+    assert result.summary["parsed"] == len(codes)
+    steps = _table(options, "steps")
+    assert steps.height > 0
+
+
+def test_second_run_is_conditional_and_changes_nothing(tmp_path: Path) -> None:
+    options = _options(tmp_path, refresh_after=timedelta(0))
+    with SiteServer(SITE) as server:
+        crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+        first = (options.out / "parquet" / "procedures.parquet").read_bytes()
+        again = crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+    assert again.summary["unchanged"] >= len(FIXTURE_PAGES)
+    assert again.summary["parsed"] == 0
+    assert (options.out / "parquet" / "procedures.parquet").read_bytes() == first
+
+
+def _fault_routes() -> dict[str, Route]:
+    good = {
+        "/code/cpt4/22212-osteotomy": Route(_page("22212"), faults=[Status(503), Status(503)]),
+        "/code/cpt4/45378-colonoscopy": Route(
+            _page("45378"), faults=[Status(429, retry_after=3)]
+        ),
+        "/code/hcpcs/G0105-colorectal": Route(_page("G0105"), faults=[Reset(after=100)]),
+        "/code/hcpcs/G0202-screening": Route(_page("G0202"), faults=[Truncate(missing=500)]),
+        "/code/cpt4/0042T-cerebral": Route(_page("0042T"), faults=[Drop()]),
+    }
+    bad = {
+        "/code/cpt4/66984-bomb": Route(_page("66984"), fault=GzipBomb(size=64 << 20)),
+        "/code/cpt4/20610-stall": Route(_page("20610"), fault=Stall(30.0)),
+        "/code/cpt4/31231-loop": Route("", fault=Redirect("/code/cpt4/31231-loop")),
+        "/code/cpt4/1159F-away": Route("", fault=Redirect("http://example.invalid/x")),
+        "/code/hcpcs/G0206-always503": Route(_page("G0206"), fault=Status(503)),
+        "/code/icd10cm/Z51.11-private": Route(_page("Z51.11")),
+    }
+    links = "".join(f'<a href="{path}">{path}</a>' for path in [*good, *bad])
+    listing = f"<html><body><h1>Codes</h1>{links}</body></html>"
+    routes: dict[str, Route] = {
+        "/": Route(listing),
+        "/robots.txt": robots("User-agent: *\nDisallow: /code/icd10cm/Z51.11-private\n"),
+        **good,
+        **bad,
+    }
+    return routes
+
+
+def test_crawl_survives_every_fault(tmp_path: Path) -> None:
+    options = _options(tmp_path, timeout=0.5, max_retries=2)
+    with FaultServer(_fault_routes()) as server:
+        result = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+    procedures = _table(options, "procedures")
+    assert set(procedures["code"].to_list()) == {"22212", "45378", "G0105", "G0202", "0042T"}
+    rejects = _table(options, "rejects")
+    reasons = dict(zip(rejects["source"].to_list(), rejects["error_kind"].to_list(), strict=True))
+    by_path = {url.split(server.url(""))[-1] if False else url.rsplit("/", 1)[-1]: kind
+               for url, kind in reasons.items()}  # fmt: skip
+    assert by_path == {
+        "66984-bomb": "response_too_large",
+        "20610-stall": "fetch_timeout",
+        "31231-loop": "redirect_error",
+        "1159F-away": "redirect_error",
+        "G0206-always503": "retryable_status",
+        "Z51.11-private": "robots_disallowed",
+    }
+    assert result.exit_code == 1
+
+
+def test_second_run_refuses_while_locked(tmp_path: Path) -> None:
+    from pipeline.errors import StateLocked
+    from pipeline.state import CrawlState
+
+    options = _options(tmp_path)
+    with CrawlState.open(options.state), pytest.raises(StateLocked):
+        crawl(["http://127.0.0.1:9/"], options, sleep=_instant, show_progress=False)
