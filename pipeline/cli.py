@@ -70,7 +70,7 @@ def parse_cmd(inputs: tuple[str, ...], timeout: float | None) -> None:
     """
     from pipeline.runner import parse_inputs
 
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     rejected = 0
     for source, outcome in parse_inputs(list(inputs), timeout=timeout):
         if isinstance(outcome, PipelineError):
@@ -187,9 +187,7 @@ def ingest_cmd(
     settings = _settings(
         config=config, out=out, timeout=timeout, log_format=log_format, progress=progress
     )
-    result = ingest(
-        list(inputs), settings.out, timeout=timeout, show_progress=settings.progress
-    )
+    result = ingest(list(inputs), settings.out, timeout=timeout, show_progress=settings.progress)
     _report(result, settings)
 
 

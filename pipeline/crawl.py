@@ -25,9 +25,9 @@ import httpx
 from pipeline.archive import RawArchive, content_hash
 from pipeline.discover import Scope, classify, extract_links, normalize_url, parse_sitemap
 from pipeline.errors import FetchError, PageGone, ParseError, PipelineError, UsageError
-from pipeline.fetch import FetchLimits, Fetcher, FetchResult, RetryPolicy
+from pipeline.fetch import Fetcher, FetchLimits, FetchResult, RetryPolicy
 from pipeline.models import Procedure
-from pipeline.parse.encoding import charset_from_content_type
+from pipeline.parse.encoding import charset_from_content_type, decode_html
 from pipeline.parse.page import PARSER_VERSION, parse_page
 from pipeline.progress import LOG, RunReport
 from pipeline.robots import origin_of
@@ -220,16 +220,24 @@ class _Crawl:
         if row.kind == "sitemap":
             self._sitemap(row, result)
             return
-        links = [(link, None) for link in extract_links(_text(result), result.final_url)]
-        self.discover(links, row.depth + 1, row.url)
-        if row.kind not in PAGE_KINDS:
-            digest = self.archive.put(result.body, content_type=result.headers.get("content-type"), url=row.url)
-            self.state.record_fetched(
-                row.url, status=result.status, etag=result.etag, last_modified=result.last_modified,
-                content_hash=digest, fetched_at=result.fetched_at, changed=digest != row.content_hash,
-            )  # fmt: skip
-            return
-        self._page(row, result)
+        links = extract_links(decode_html(result.body, result.charset), result.final_url)
+        self.discover(((link, None) for link in links), row.depth + 1, row.url)
+        if row.kind in PAGE_KINDS:
+            self._page(row, result)
+        else:
+            # Listing and other pages only feed discovery: hashed, not archived.
+            self._record_fetch(row, result, content_hash(result.body))
+
+    def _record_fetch(self, row: PageRow, result: FetchResult, digest: str) -> None:
+        self.state.record_fetched(
+            row.url,
+            status=result.status,
+            etag=result.etag,
+            last_modified=result.last_modified,
+            content_hash=digest,
+            fetched_at=result.fetched_at,
+            changed=digest != row.content_hash,
+        )
 
     def _sitemap(self, row: PageRow, result: FetchResult) -> None:
         try:
@@ -240,16 +248,11 @@ class _Crawl:
             return
         self.discover(((u, None) for u in sitemap.sitemaps), row.depth, row.url)
         self.discover(((e.loc, e.lastmod) for e in sitemap.urls), row.depth, row.url)
-        digest = self.archive.put(result.body, content_type=result.headers.get("content-type"), url=row.url)
-        self.state.record_fetched(
-            row.url, status=result.status, etag=result.etag, last_modified=result.last_modified,
-            content_hash=digest, fetched_at=result.fetched_at, changed=digest != row.content_hash,
-        )  # fmt: skip
+        self._record_fetch(row, result, content_hash(result.body))
 
     def _page(self, row: PageRow, result: FetchResult) -> None:
-        digest = self.archive.put(
-            result.body, content_type=result.headers.get("content-type"), url=row.url
-        )
+        content_type = result.headers.get("content-type")
+        digest = self.archive.put(result.body, content_type=content_type, url=row.url)
         if digest == row.content_hash and row.status in ("fetched", "unchanged"):
             # Same bytes as last time: nothing changes downstream.
             self.state.record_unchanged(row.url, result.fetched_at)
@@ -257,17 +260,19 @@ class _Crawl:
             return
         outcome = _parse(result.body, row.url, result.charset)
         if isinstance(outcome, Procedure):
-            self.state.record_fetched(
-                row.url, status=result.status, etag=result.etag, last_modified=result.last_modified,
-                content_hash=digest, fetched_at=result.fetched_at, changed=True,
-            )  # fmt: skip
+            self._record_fetch(row, result, digest)
             self.sink.write(outcome, row.url, digest, result.fetched_at)
         else:
             self.state.record_rejected(
-                row.url, outcome.stage, f"{outcome.kind}: {outcome.reason}", self.clock(),
-                content_hash=digest, etag=result.etag, last_modified=result.last_modified,
+                row.url,
+                outcome.stage,
+                f"{outcome.kind}: {outcome.reason}",
+                self.clock(),
+                content_hash=digest,
+                etag=result.etag,
+                last_modified=result.last_modified,
                 http_status=result.status,
-            )  # fmt: skip
+            )
             self.sink.reject(outcome, row.url, result.status)
 
     # -- replay after a kill ----------------------------------------------------------------------
@@ -320,12 +325,6 @@ class _Crawl:
             await asyncio.gather(*(self.visit(fetcher, row) for row in batch))
 
 
-def _text(result: FetchResult) -> str:
-    from pipeline.parse.encoding import decode_html
-
-    return decode_html(result.body, result.charset)
-
-
 def _parse(body: bytes, url: str, charset: str | None) -> Procedure | PipelineError:
     try:
         return parse_page(body, url=url, http_charset=charset)
@@ -350,7 +349,9 @@ def make_fetcher(
     return Fetcher(
         transport=transport,
         policy=RetryPolicy(max_attempts=options.max_retries + 1),
-        limits=FetchLimits(read_timeout=options.timeout, total_timeout=max(60.0, options.timeout * 2)),
+        limits=FetchLimits(
+            read_timeout=options.timeout, total_timeout=max(60.0, options.timeout * 2)
+        ),
         concurrency=options.concurrency,
         per_host_concurrency=options.per_host_concurrency,
         rate=options.rate,

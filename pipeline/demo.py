@@ -1,4 +1,4 @@
-"""A small static site on loopback, serving ``fixtures/site`` the way the reference site is laid out.
+"""A small static site on loopback, serving `fixtures/site` laid out like the reference site.
 
 ``/code/<system>/<CODE>-<slug>`` serves ``code/<system>/<CODE>-<slug>.html``; ``sitemap*.xml``,
 ``*.xml.gz`` and ``robots.txt`` are served with the placeholder origin
@@ -15,7 +15,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Self
+from typing import Self
 from urllib.parse import unquote, urlsplit
 
 PLACEHOLDER_ORIGIN = "http://127.0.0.1:8765"
@@ -36,9 +36,8 @@ def bundled_site() -> Path:
 class _Handler(BaseHTTPRequestHandler):
     server: _SiteHTTPServer
     protocol_version = "HTTP/1.1"
-    error_content_type: ClassVar[str] = "text/html"
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib name
+    def log_message(self, format: str, *args: object) -> None:
         return
 
     def do_GET(self) -> None:

@@ -138,8 +138,11 @@ class RunReport:
     def summary_text(self) -> str:
         """The summary as a few human lines."""
         data = self.summary()
-        main = ", ".join(f"{name} {data[name]}" for name in COUNTERS if data[name] or name in (
-            "parsed", "rejected", "written"))
+        main = ", ".join(
+            f"{name} {data[name]}"
+            for name in COUNTERS
+            if data[name] or name in ("parsed", "rejected", "written")
+        )
         lines = [f"{self.title}: {main} in {data['seconds']:.1f}s"]
         for reason, count in data["rejected_by_reason"].items():
             lines.append(f"  rejected {reason}: {count}")

@@ -63,7 +63,7 @@ def parse_inputs(
 
 
 def _fetch_and_parse(urls: list[str], timeout: float | None) -> Iterator[Parsed]:
-    from pipeline.fetch import FetchLimits, Fetcher
+    from pipeline.fetch import Fetcher, FetchLimits
 
     async def fetch_all() -> list[Parsed]:
         limits = FetchLimits(read_timeout=timeout) if timeout else FetchLimits()

@@ -17,7 +17,13 @@ from pipeline.parse.page import parse_page
 from tests.conftest import REJECTS, SITE
 
 PAGES = sorted(p for p in SITE.rglob("*.html") if p.with_suffix(".json").exists())
-REJECTED = sorted(p for p in REJECTS.iterdir() if not p.name.endswith(".expected.json") and p.suffix != ".py") if REJECTS.exists() else []
+REJECTED = (
+    sorted(
+        p for p in REJECTS.iterdir() if not p.name.endswith(".expected.json") and p.suffix != ".py"
+    )
+    if REJECTS.exists()
+    else []
+)
 
 
 def _source(path: Path) -> str:

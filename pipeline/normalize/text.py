@@ -43,9 +43,10 @@ def has_marker(text: str) -> bool:
 
 
 def clean_item(text: str) -> str:
-    """One list item as it goes in a record: markers and markdown emphasis gone, spaces collapsed."""
+    """One list item as it goes in a record: markers and markdown emphasis gone."""
     text = collapse(text)
+    if "**" in text or "__" in text:
+        text = _MARKDOWN_EMPHASIS.sub(r"\2", text)
     text = strip_marker(text)
     text = _MARKDOWN_HEADING.sub("", text)
-    text = _MARKDOWN_EMPHASIS.sub(r"\2", text)
     return text.strip()

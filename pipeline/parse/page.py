@@ -109,6 +109,8 @@ def parse_page(
     _remove_chrome(tree, vocab)
     body = tree.body
     lines = walk(body) if body is not None else []
+    if not lines:
+        raise EmptyPage("page has no visible text", source=source)
     page = split_sections(lines, vocab)
     repair_lost_headings(page)
     return _build(page, lines, doc_title, source, url, vocab)
@@ -191,7 +193,7 @@ def _build(
 ) -> Procedure:
     present = {s.key for s in page.sections}
     content = present & set(SECTION_ORDER)
-    if not content - {"similar_codes"}:
+    if not content - {"similar_codes"} or _is_condition_page(page, present):
         raise _not_a_procedure(page, lines, doc_title, source, url, vocab, present)
     title, title_code = _title(page, doc_title)
     if not title:
@@ -236,6 +238,20 @@ def _sections_by_key(page: SplitPage) -> dict[str, list[Entry]]:
     for section in page.sections:
         merged.setdefault(section.key, []).extend(section.entries)
     return merged
+
+
+#: Sections only a procedure page has; a page with none of them and condition sections
+#: (causes, symptoms, diagnosis, treatment options...) describes a condition.
+_PROCEDURE_ONLY = frozenset(
+    {"steps", "preparation", "duration", "setting", "personnel", "patient_experience"}
+)
+
+
+def _is_condition_page(page: SplitPage, present: set[str]) -> bool:
+    if present & _PROCEDURE_ONLY:
+        return False
+    condition_headings = sum(1 for s in page.sections if s.key == "condition")
+    return condition_headings >= 2
 
 
 def _not_a_procedure(

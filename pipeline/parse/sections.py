@@ -386,6 +386,6 @@ def _target_for(moved: list[Entry], missing: list[str], source: str) -> str | No
             if cue is not None and cue.search(text):
                 return key
             continue
-        if first.item or source in PROSE_SECTIONS and key == "indications":
+        if first.item or (source in PROSE_SECTIONS and key == "indications"):
             return key
     return None
