@@ -1,0 +1,251 @@
+"""Every command through the CLI runner: happy paths, exit codes, error lines, config file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner, Result
+
+from pipeline.cli import cli
+from pipeline.demo import SiteServer
+from pipeline.state import CrawlState
+from tests.conftest import REJECTS, ROOT, SITE
+
+SEED_PAGE = next(SITE.glob("code/cpt4/22212-*.html"))
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def no_traceback(result: Result) -> None:
+    assert "Traceback" not in result.output
+    assert "Traceback" not in (result.stderr or "")
+
+
+# --- help -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", ["parse", "ingest", "crawl", "reparse", "status", "demo", "schema"]
+)
+def test_every_command_has_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+
+
+# --- parse ------------------------------------------------------------------------------------
+
+
+def test_parse_file_prints_one_json_record() -> None:
+    result = run("parse", str(SEED_PAGE))
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["code"] == "22212"
+    assert record["code_system"] == "CPT"
+
+
+def test_parse_directory_reports_rejects_and_exits_1() -> None:
+    result = run("parse", str(SEED_PAGE), str(REJECTS))
+    assert result.exit_code == 1
+    assert len(result.stdout.strip().splitlines()) == 1
+    errors = result.stderr.strip().splitlines()
+    assert any("empty.html" in line and "empty_page" in line for line in errors)
+    assert any("list-A.html" in line and "listing" in line for line in errors)
+    no_traceback(result)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["parse", "does/not/exist.html"], "no such file"),
+        (["parse", "ftp://example.org/x"], "scheme is not supported"),
+    ],
+)
+def test_parse_usage_errors_exit_2(args: list[str], message: str) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    no_traceback(result)
+
+
+def test_parse_url_from_loopback_server() -> None:
+    with SiteServer(SITE) as server:
+        url = server.origin + "/code/cpt4/" + SEED_PAGE.stem
+        result = run("parse", url)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["source"] == url
+
+
+# --- ingest -----------------------------------------------------------------------------------
+
+
+def test_ingest_merges_into_tables(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run("ingest", str(SEED_PAGE), "--out", str(out), "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    procedures = pl.read_parquet(out / "parquet" / "procedures.parquet")
+    assert procedures["code"].to_list() == ["22212"]
+    other = next(SITE.glob("code/hcpcs/G0105-*.html"))
+    result = run("ingest", str(other), str(REJECTS / "empty.html"), "--out", str(out))
+    assert result.exit_code == 1
+    procedures = pl.read_parquet(out / "parquet" / "procedures.parquet")
+    assert sorted(procedures["code"].to_list()) == ["22212", "G0105"]
+    rejects = pl.read_parquet(out / "parquet" / "rejects.parquet")
+    assert rejects.height == 1
+    assert (out / "csv" / "procedures.csv").exists()
+
+
+def test_output_directory_not_writable_is_one_line(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        blocker = tmp_path / "file"
+        blocker.write_text("not a directory")
+        out = blocker / "out"
+    else:  # pragma: no cover - CI runs as root here
+        out = tmp_path / "ro"
+        out.mkdir(mode=0o500)
+    result = run("ingest", str(SEED_PAGE), "--out", str(out))
+    assert result.exit_code == 3
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert str(out) in result.stderr or str(out.parent) in result.stderr
+    no_traceback(result)
+
+
+# --- crawl, status, reparse -----------------------------------------------------------------
+
+
+def test_crawl_status_reparse(tmp_path: Path) -> None:
+    out, state = tmp_path / "out", tmp_path / "state"
+    with SiteServer(SITE) as server:
+        result = run(
+            "crawl", server.origin + "/", "--out", str(out), "--state", str(state),
+            "--rate", "0", "--log-format", "json",
+        )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stderr.strip().splitlines()[-1])
+    assert summary["event"] == "summary"
+    assert summary["parsed"] > 20
+    first = pl.read_parquet(out / "parquet" / "procedures.parquet")
+
+    status = run("status", "--state", str(state), "--json")
+    assert status.exit_code == 0
+    info = json.loads(status.stdout)
+    assert info["pages"]["fetched"] >= summary["parsed"]
+    assert info["last_run"]["exit_code"] == 0
+
+    # The server is gone: reparse works from the archive alone.
+    again = run("reparse", "--out", str(out), "--state", str(state))
+    assert again.exit_code == 0, again.stderr
+    second = pl.read_parquet(out / "parquet" / "procedures.parquet")
+    assert sorted(second["code"].to_list()) == sorted(first["code"].to_list())
+
+
+def test_crawl_refuses_when_state_is_locked(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with CrawlState.open(state):
+        result = run("crawl", "http://127.0.0.1:9/", "--state", str(state))
+    assert result.exit_code == 3
+    assert "another run holds the lock" in result.stderr
+    no_traceback(result)
+
+
+def test_state_from_a_newer_version_exits_3(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    CrawlState.open(state).close()
+    with sqlite3.connect(state / "state.sqlite3") as conn:
+        conn.execute("PRAGMA user_version = 999")
+    result = run("crawl", "http://127.0.0.1:9/", "--state", str(state))
+    assert result.exit_code == 3
+    assert "upgrade the pipeline" in result.stderr
+    status = run("status", "--state", str(state))
+    assert status.exit_code == 3
+
+
+def test_status_and_reparse_without_state_exit_2(tmp_path: Path) -> None:
+    for command in ("status", "reparse"):
+        result = run(command, "--state", str(tmp_path / "none"))
+        assert result.exit_code == 2
+        assert "pipeline crawl" in result.stderr
+
+
+def test_crawl_bad_seed_exits_2(tmp_path: Path) -> None:
+    result = run("crawl", "file:///etc/passwd", "--state", str(tmp_path / "s"))
+    assert result.exit_code == 2
+    assert "not an http(s) URL" in result.stderr
+
+
+# --- config -----------------------------------------------------------------------------------
+
+
+def test_config_file_sets_options(tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.toml"
+    out = tmp_path / "from-config"
+    config.write_text(f'out = "{out}"\n', encoding="utf-8")
+    result = run("ingest", str(SEED_PAGE), "--config", str(config))
+    assert result.exit_code == 0, result.stderr
+    assert (out / "parquet" / "procedures.parquet").exists()
+
+
+def test_option_beats_environment_beats_config(tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.toml"
+    config.write_text(f'out = "{tmp_path / "config"}"\n', encoding="utf-8")
+    env = {"PIPELINE_OUT": str(tmp_path / "env")}
+    run("ingest", str(SEED_PAGE), "--config", str(config), env=env)
+    assert (tmp_path / "env" / "parquet").exists()
+    assert not (tmp_path / "config").exists()
+    run("ingest", str(SEED_PAGE), "--config", str(config), "--out", str(tmp_path / "opt"), env=env)
+    assert (tmp_path / "opt" / "parquet").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("rate = -1\n", "bad value for rate"),
+        ("concurrency = 'many'\n", "bad value for concurrency"),
+        ("nonsense = 1\n", "bad value for nonsense"),
+        ("rate = [\n", "cannot read config file"),
+    ],
+)
+def test_bad_config_exits_2(tmp_path: Path, content: str, message: str) -> None:
+    config = tmp_path / "pipeline.toml"
+    config.write_text(content, encoding="utf-8")
+    result = run("ingest", str(SEED_PAGE), "--config", str(config), "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    no_traceback(result)
+
+
+def test_missing_config_file_exits_2(tmp_path: Path) -> None:
+    result = run("ingest", str(SEED_PAGE), "--config", str(tmp_path / "nope.toml"))
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+# --- demo and schema --------------------------------------------------------------------------
+
+
+def test_demo_writes_parquet_and_csv(tmp_path: Path) -> None:
+    out = tmp_path / "output"
+    result = run("demo", "--out", str(out))
+    assert result.exit_code == 0, result.stderr
+    assert "parsed" in result.stderr
+    for table in ("procedures", "steps", "similar_codes", "rejects", "runs"):
+        assert (out / "parquet" / f"{table}.parquet").exists()
+        assert (out / "csv" / f"{table}.csv").exists()
+
+
+def test_schema_command_writes_the_published_contract(tmp_path: Path) -> None:
+    result = run("schema", "--dir", str(tmp_path))
+    assert result.exit_code == 0
+    for name in ("procedure.schema.json", "tables.json"):
+        assert (tmp_path / name).read_text() == (ROOT / "schemas" / name).read_text()
