@@ -111,7 +111,8 @@ _PATTERN = re.compile(
 )
 
 #: Every phrase holds a unit; the phrase cannot start further than this before its first unit.
-_UNIT_HINT = re.compile(r"sec|min|hour|hr|h\b|day|week|wk|month|night", re.IGNORECASE)
+#: Case-sensitive over the lower-cased text (an IGNORECASE alternation is ten times slower).
+_UNIT_HINT = re.compile(r"sec|min|hour|hr|h\b|day|week|wk|month|night")
 _LONGEST_LEAD = 80
 
 #: A word just before the phrase that makes it a frequency ("every 4 hours", "twice a day").
@@ -254,7 +255,7 @@ def _spread(text: str, match: re.Match[str]) -> bool:
 
 def find_duration(text: str) -> MinuteRange | None:
     """The first duration phrase of ``text`` as whole minutes; ``None`` when there is none."""
-    hint = _UNIT_HINT.search(text)
+    hint = _UNIT_HINT.search(text.lower())
     if hint is None:
         return None
     for match in _PATTERN.finditer(text, max(0, hint.start() - _LONGEST_LEAD)):

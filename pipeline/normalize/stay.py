@@ -116,7 +116,8 @@ _TOKENS = re.compile(
 
 #: Every stay mention holds one of these (context words, "night", "home"): texts without any
 #: are skipped before the full scan.
-_HINT = re.compile(r"hospital|inpatient|admi|stay|night|discharg|observation|ward|home", re.I)
+#: Case-sensitive over the lower-cased text (an IGNORECASE alternation is ten times slower).
+_HINT = re.compile(r"hospital|inpatient|admi|stay|night|discharg|observation|ward|home")
 
 _HOURS_PER_UNIT: dict[str, float] = {"h": 1, "d": 24, "n": 24, "w": 168, "m": 720}
 _ZERO: tuple[float | None, float | None] = (0.0, 0.0)
@@ -214,7 +215,7 @@ def _sentence_stay(
 
 
 def _text_stay(text: str) -> tuple[int | None, int | None] | None:
-    if _HINT.search(text) is None:
+    if _HINT.search(text.lower()) is None:
         return None
     quantities: list[tuple[int, bool, tuple[float | None, float | None]]] = []
     contexts: list[int] = []

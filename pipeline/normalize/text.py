@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-_WS = re.compile(r"\s+")
-
 #: A leading bullet or enumerator: "•", "-", "*", "·", "–", "—", "▪", "○", "1.", "1)", "(1)",
 #: "a.", "a)", "Step 1:", "Step 1 -", "i." - with the white space that follows it.
 _MARKER = re.compile(
@@ -19,17 +17,21 @@ _MARKER = re.compile(
     )""",
     re.VERBOSE | re.IGNORECASE,
 )
+_MARKER_FIRST = frozenset("•●◦▪▫■□○·‣⁃∙-–—*(")
+_STEP_WORDS = frozenset({"step", "phas", "stag"})
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s*")
 _MARKDOWN_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
 
 
 def collapse(text: str) -> str:
     """Collapse every run of white space (including non-breaking spaces) to one space."""
-    return _WS.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 def strip_marker(text: str) -> str:
     """Remove leading bullets and enumerators, repeatedly ("- 1. Item" -> "Item")."""
+    if not _may_have_marker(text):
+        return text
     previous = None
     while previous != text:
         previous = text
@@ -37,9 +39,23 @@ def strip_marker(text: str) -> str:
     return text
 
 
+def _may_have_marker(text: str) -> bool:
+    """A cheap test that rules out most lines: a marker needs one of these first characters."""
+    if not text:
+        return False
+    first = text[0]
+    if first.isdigit() or first in _MARKER_FIRST:
+        return True
+    if first.isalpha():
+        # "a. ", "ii) ", "Step 1:": a short token followed by "." or ")", or a step word.
+        head = text[1:5]
+        return "." in head or ")" in head or text[:4].lower() in _STEP_WORDS
+    return False
+
+
 def has_marker(text: str) -> bool:
     """True when the line starts with a bullet or an enumerator."""
-    return _MARKER.match(text) is not None
+    return _may_have_marker(text) and _MARKER.match(text) is not None
 
 
 def clean_item(text: str) -> str:
@@ -48,5 +64,6 @@ def clean_item(text: str) -> str:
     if "**" in text or "__" in text:
         text = _MARKDOWN_EMPHASIS.sub(r"\2", text)
     text = strip_marker(text)
-    text = _MARKDOWN_HEADING.sub("", text)
+    if text.startswith("#"):
+        text = _MARKDOWN_HEADING.sub("", text)
     return text.strip()

@@ -108,7 +108,7 @@ def parse_page(
     doc_title = _document_title(tree)
     _remove_chrome(tree, vocab)
     body = tree.body
-    lines = walk(body) if body is not None else []
+    lines = walk(body, vocab.chrome) if body is not None else []
     if not lines:
         raise EmptyPage("page has no visible text", source=source)
     page = split_sections(lines, vocab)
@@ -164,20 +164,8 @@ def _document_title(tree: LexborHTMLParser) -> str | None:
 
 
 def _remove_chrome(tree: LexborHTMLParser, vocab: Vocabulary) -> None:
-    root = tree.body
-    if root is None:
-        return
-    matches = root.css(vocab.chrome_selector)
-    # A site-wide <header> is chrome unless it holds the page's only <h1> (the title).
-    has_content_h1 = root.css_first("main h1, article h1, [role=main] h1") is not None
-    matches.extend(
-        node
-        for node in root.css(vocab.page_header_selector)
-        if has_content_h1 or node.css_first("h1") is None
-    )
-    # Deepest first: a descendant is removed before its ancestor, never after it.
-    for node in reversed(matches):
-        node.decompose()
+    """Drop elements that are never content (scripts, navigation, sidebars...) in C."""
+    tree.strip_tags(list(vocab.chrome_tags))
 
 
 # --- record --------------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ RANK_STYLED = 5  # bold paragraph, upper case line, a known heading in plain tex
 RANK_LABEL = 7  # "Something:" on a line of its own
 
 _MARKDOWN = re.compile(r"^(#{1,6})\s*(\S.*)$")
+_THREE_LETTERS = re.compile(r"[A-Z][^A-Z]*[A-Z][^A-Z]*[A-Z]")
 _CAPS_OK = re.compile(r"^[A-Z0-9 ,&/()'’\-:?.]+$")
 _INLINE_LABEL = re.compile(r"^([^:.!?]{2,60}?)\s*:\s+(\S.*)$")
 _SENTENCE_END = re.compile(r"[.!]$")
@@ -107,7 +108,7 @@ def _heading_of(line: Line, vocab: Vocabulary) -> _Heading | None:
         return _Heading(text, rank, text.endswith(":"))
     if len(text) > _MAX_HEADING:
         return None
-    md = _MARKDOWN.match(text)
+    md = _MARKDOWN.match(text) if text[0] == "#" else None
     if md:
         return _Heading(md.group(2), len(md.group(1)), text.endswith(":"))
     colon = text.endswith(":")
@@ -119,8 +120,7 @@ def _heading_of(line: Line, vocab: Vocabulary) -> _Heading | None:
         return _Heading(text, RANK_STYLED, colon)
     if text.startswith("**") and text.endswith(("**", "**:")):
         return _Heading(text.strip("*: "), RANK_STYLED, colon)
-    letters = sum(c.isalpha() for c in text)
-    if letters >= 3 and text.upper() == text and _CAPS_OK.match(text) and len(text) <= 60:
+    if len(text) <= 60 and text.isupper() and _CAPS_OK.match(text) and _THREE_LETTERS.search(text):
         return _Heading(text, RANK_STYLED, colon)
     if colon and len(text) <= 80 and not has_marker(text):
         return _Heading(text[:-1], RANK_LABEL, True)
@@ -146,6 +146,9 @@ def _inline_label(line: Line, vocab: Vocabulary, current: str) -> tuple[str, str
             key = heading_key(label)
             if vocab.sublabel_of(current, key) or vocab.section_of(key):
                 return label, rest
+    colon = line.text.find(":", 2, 62)
+    if colon < 0:
+        return None
     match = _INLINE_LABEL.match(line.text)
     if match:
         key = heading_key(match.group(1))

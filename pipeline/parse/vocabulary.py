@@ -1,13 +1,15 @@
-"""Load ``vocabulary.toml`` (heading synonyms, sub-labels, chrome selectors) into compiled form."""
+"""Load ``vocabulary.toml`` (heading synonyms, sub-labels, chrome markers) into compiled form."""
 
 from __future__ import annotations
 
 import re
 import tomllib
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
+
+from pipeline.parse.blocks import Chrome
 
 VOCABULARY_FILE = Path(__file__).with_name("vocabulary.toml")
 
@@ -20,6 +22,7 @@ _TRAIL = re.compile(r"[\s:?.!*_\-–—]+$")
 _SPACE = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=16384)
 def heading_key(text: str) -> str:
     """A heading as it is matched: lower case, numbering, markdown and trailing colon gone."""
     text = text.translate(_CURLY).lower()
@@ -46,8 +49,8 @@ class Vocabulary:
     not_found: re.Pattern[str]
     listing_min_links: int
     label_max_chars: int
-    chrome_selector: str
-    page_header_selector: str
+    chrome_tags: tuple[str, ...]
+    chrome: Chrome
 
     def section_of(self, key: str) -> str | None:
         """The section a normalized heading names, or None."""
@@ -66,14 +69,17 @@ class Vocabulary:
 def build_vocabulary(data: dict[str, Any]) -> Vocabulary:
     """Compile the parsed TOML document into a :class:`Vocabulary`."""
     page = data["page"]
+    chrome = data["chrome"]
     return Vocabulary(
         sections=_alternation(data["sections"]),
         sublabels={name: _alternation(slots) for name, slots in data["sublabels"].items()},
         not_found=re.compile("|".join(f"(?:{p})" for p in page["not_found"]), re.IGNORECASE),
         listing_min_links=int(page["listing_min_links"]),
         label_max_chars=int(page["label_max_chars"]),
-        chrome_selector=", ".join(data["chrome"]["selectors"]),
-        page_header_selector=data["chrome"]["page_header"],
+        chrome_tags=tuple(chrome["tags"]),
+        chrome=Chrome(
+            re.compile("|".join(chrome["class_or_id"]), re.IGNORECASE), frozenset(chrome["roles"])
+        ),
     )
 
 
