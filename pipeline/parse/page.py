@@ -52,12 +52,21 @@ from pipeline.parse.vocabulary import Vocabulary, load_vocabulary
 #: Pages larger than this are refused before parsing (bytes).
 MAX_PAGE_BYTES = 5 * 1024 * 1024
 
+#: Deeper nesting is refused (see _check_nesting); pages with fewer tags are not scanned.
+MAX_NESTING = 2048
+_NESTING_SCAN_FROM = 8192
+
 PARSER_VERSION = "1"
 
 _BINARY_MAGIC: tuple[bytes, ...] = (
     b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"BZh",
     b"\xfd7zXZ", b"7z\xbc\xaf", b"RIFF", b"\x00\x00\x01\x00", b"OggS", b"ID3", b"\x7fELF",
     b"MZ", b"wOFF", b"wOF2",
+)  # fmt: skip
+_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)[^>]*?(/?)>")
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+     "wbr", "p", "li", "dt", "dd", "option", "td", "th", "tr"}
 )  # fmt: skip
 #: Bytes that do not occur in text (C0 controls other than tab, newlines, form feed).
 _CONTROL_BYTES = bytes([*range(9), *range(14, 32)])
@@ -104,6 +113,7 @@ def parse_page(
     vocab = vocabulary or load_vocabulary()
     source = url or "<memory>"
     text = _decode(data, source, http_charset)
+    _check_nesting(text, source)
     tree = LexborHTMLParser(text)
     doc_title = _document_title(tree)
     _remove_chrome(tree, vocab)
@@ -140,6 +150,32 @@ def _decode(data: bytes | str, source: str, http_charset: str | None) -> str:
     if not _HTML_SIGN.search(text, 0, 65536):
         raise NotHtml("text with no HTML markup", source=source)
     return text
+
+
+def _check_nesting(text: str, source: str) -> None:
+    """Refuse pathological nesting before the HTML parser sees it.
+
+    Tree construction is quadratic in nesting depth (100,000 nested ``<div>`` take lexbor
+    25 s), so pages with many tags get a linear pre-scan of their depth; browsers cap depth at
+    512 for the same reason. Ordinary pages (a few hundred tags) skip the scan.
+    """
+    if text.count("<") < _NESTING_SCAN_FROM:
+        return
+    depth = deepest = 0
+    for match in _TAG.finditer(text):
+        name = match.group(2).lower()
+        if name in _VOID:
+            continue
+        if match.group(1):
+            depth = max(depth - 1, 0)
+        elif not match.group(3):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_NESTING:
+                raise PageTooLarge(
+                    f"elements nested deeper than {MAX_NESTING:,} levels: not a procedure page",
+                    source=source,
+                )
 
 
 def _looks_binary(data: bytes) -> bool:
