@@ -87,9 +87,7 @@ def test_second_run_is_conditional_and_changes_nothing(tmp_path: Path) -> None:
 def _fault_routes() -> dict[str, Route]:
     good = {
         "/code/cpt4/22212-osteotomy": Route(_page("22212"), faults=[Status(503), Status(503)]),
-        "/code/cpt4/45378-colonoscopy": Route(
-            _page("45378"), faults=[Status(429, retry_after=3)]
-        ),
+        "/code/cpt4/45378-colonoscopy": Route(_page("45378"), faults=[Status(429, retry_after=3)]),
         "/code/hcpcs/G0105-colorectal": Route(_page("G0105"), faults=[Reset(after=100)]),
         "/code/hcpcs/G0202-screening": Route(_page("G0202"), faults=[Truncate(missing=500)]),
         "/code/cpt4/0042T-cerebral": Route(_page("0042T"), faults=[Drop()]),
@@ -120,9 +118,10 @@ def test_crawl_survives_every_fault(tmp_path: Path) -> None:
     procedures = _table(options, "procedures")
     assert set(procedures["code"].to_list()) == {"22212", "45378", "G0105", "G0202", "0042T"}
     rejects = _table(options, "rejects")
-    reasons = dict(zip(rejects["source"].to_list(), rejects["error_kind"].to_list(), strict=True))
-    by_path = {url.split(server.url(""))[-1] if False else url.rsplit("/", 1)[-1]: kind
-               for url, kind in reasons.items()}  # fmt: skip
+    by_path = {
+        source.rsplit("/", 1)[-1]: kind
+        for source, kind in zip(rejects["source"], rejects["error_kind"], strict=True)
+    }
     assert by_path == {
         "66984-bomb": "response_too_large",
         "20610-stall": "fetch_timeout",
