@@ -115,13 +115,13 @@ class _Sink:
             self.reject(outcome, url, status)
 
     def publish(self) -> tuple[int, int]:
-        """Publish the tables; returns (exit code, procedures written)."""
-        exit_code = 1 if self.report.counts["rejected"] or self.report.counts["failed"] else 0
-        published = self.writer.publish(dict(self.report.counts), exit_code)
-        written = getattr(published, "written", None)
-        count = int(written.get("procedures", 0)) if isinstance(written, dict) else 0
-        self.report.add("written", count)
-        return exit_code, count
+        """Publish the tables; returns (exit code, pages written: added, changed or returned)."""
+        counts = self.report.counts
+        exit_code = 1 if counts["rejected"] or counts["failed"] else 0
+        published = self.writer.publish(dict(counts), exit_code)
+        written = sum(published.changes.get(kind, 0) for kind in ("added", "changed", "returned"))
+        self.report.add("written", written)
+        return exit_code, written
 
 
 class _Crawl:
