@@ -188,27 +188,18 @@ class _Crawl:
             self.report.advance()
 
     def _fetch_failed(self, row: PageRow, exc: FetchError) -> None:
-        now = self.clock()
         self.state.record_failed(
             row.url,
             error_kind=exc.kind,
             reason=exc.reason,
             status=exc.status,
             terminal=not exc.transient,
-            at=now,
+            at=self.clock(),
         )
         LOG.warning("fetch failed: %s: %s: %s", row.url, exc.kind, exc.reason)
         if row.kind in PAGE_KINDS:
             self.report.add("failed")
-            self.report.reject(exc.kind)
-            self.writer.reject(
-                source=row.url,
-                stage="fetch",
-                error_kind=exc.kind,
-                reason=exc.reason,
-                http_status=exc.status,
-                at=now,
-            )
+            self.sink.reject(exc, row.url, exc.status)
 
     def _fetched(self, row: PageRow, result: FetchResult) -> None:
         self.fetched_pages += 1
