@@ -347,6 +347,7 @@ def make_fetcher(
         per_host_concurrency=options.per_host_concurrency,
         rate=options.rate,
         allowed_hosts=scope.allows,
+        allowed_address=scope.allows_address,
         obey_robots=options.obey_robots,
         **kwargs,  # type: ignore[arg-type]
     )

@@ -38,6 +38,11 @@ _LABEL_ALIASES: dict[str, str] = {
     "unicode-1-1-utf-8": "utf-8",
 }
 
+#: Python text codecs that no page can be written in.
+_NOT_CHARSETS = frozenset(
+    {"undefined", "idna", "punycode", "raw-unicode-escape", "unicode-escape", "rot-13", "mbcs",
+     "oem", "raw_unicode_escape", "unicode_escape", "rot13", "charmap"}
+)  # fmt: skip
 _META_CHARSET = re.compile(
     rb"""<meta\s[^>]*?charset\s*=\s*["']?\s*([A-Za-z0-9._:\-]+)""", re.IGNORECASE
 )
@@ -52,10 +57,13 @@ def normalize_label(label: str | None) -> str | None:
     key = label.strip().strip("\"'").lower()
     key = _LABEL_ALIASES.get(key, key)
     try:
-        name = codecs.lookup(key).name
-    except LookupError:
+        info = codecs.lookup(key)
+    except (LookupError, ValueError):
         return None
-    return name
+    # Only text encodings: "base64", "zlib", "rot13", "idna"... are codecs, not charsets.
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        return None
+    return info.name
 
 
 def charset_from_content_type(content_type: str | None) -> str | None:

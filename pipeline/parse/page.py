@@ -52,9 +52,10 @@ from pipeline.parse.vocabulary import Vocabulary, load_vocabulary
 #: Pages larger than this are refused before parsing (bytes).
 MAX_PAGE_BYTES = 5 * 1024 * 1024
 
-#: Deeper nesting is refused (see _check_nesting); pages with fewer tags are not scanned.
+#: Deeper nesting, or more attributes on one element, is refused (see _check_nesting).
 MAX_NESTING = 2048
-_NESTING_SCAN_FROM = 8192
+MAX_ATTRIBUTES = 4096
+_SCAN_FROM = 4096
 
 PARSER_VERSION = "1"
 
@@ -64,10 +65,23 @@ _BINARY_MAGIC: tuple[bytes, ...] = (
     b"MZ", b"wOFF", b"wOF2",
 )  # fmt: skip
 _TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)[^>]*?(/?)>")
+_RAW_TEXT = re.compile(
+    r"<!--.*?-->|<(script|style|textarea|title|xmp|noscript)\b.*?</\1\s*>",
+    re.IGNORECASE | re.DOTALL,
+)
 _VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
-     "wbr", "p", "li", "dt", "dd", "option", "td", "th", "tr"}
+     "wbr", "param", "keygen"}
 )  # fmt: skip
+#: Start tags that close an open element of these names first (as the HTML parser does).
+_CLOSED_BY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "td": (("td", "th"), ("table", "tr")), "th": (("td", "th"), ("table", "tr")),
+    "tr": (("tr",), ("table",)), "li": (("li",), ("ul", "ol")),
+    "p": (("p",), ("div", "td", "th", "li", "table", "blockquote", "section", "article")),
+    "dt": (("dt", "dd"), ("dl",)), "dd": (("dt", "dd"), ("dl",)),
+    "option": (("option",), ("select",)),
+}  # fmt: skip
+_LOOK_DOWN = 64
 #: Bytes that do not occur in text (C0 controls other than tab, newlines, form feed).
 _CONTROL_BYTES = bytes([*range(9), *range(14, 32)])
 _HTML_SIGN = re.compile(
@@ -153,29 +167,47 @@ def _decode(data: bytes | str, source: str, http_charset: str | None) -> str:
 
 
 def _check_nesting(text: str, source: str) -> None:
-    """Refuse pathological nesting before the HTML parser sees it.
+    """Refuse pathological markup before the HTML parser sees it.
 
-    Tree construction is quadratic in nesting depth (100,000 nested ``<div>`` take lexbor
-    25 s), so pages with many tags get a linear pre-scan of their depth; browsers cap depth at
-    512 for the same reason. Ordinary pages (a few hundred tags) skip the scan.
+    lexbor's tree construction is quadratic in nesting depth (100,000 nested ``<div>`` take
+    25 s) and in the attributes of one element (100,000 attributes take 40 s); browsers cap
+    depth at 512 for the same reason. Pages with few tags and attributes (every ordinary page)
+    skip the scan; the others get one linear pass over their tags that ignores raw text
+    (scripts, styles, comments) and elements that do not nest (void, auto-closing, formatting).
     """
-    if text.count("<") < _NESTING_SCAN_FROM:
+    if text.count("<") < _SCAN_FROM and text.count("=") < _SCAN_FROM:
         return
-    depth = deepest = 0
-    for match in _TAG.finditer(text):
+    stack: list[str] = []
+    for match in _TAG.finditer(_RAW_TEXT.sub("", text)):
+        if match.group(0).count("=") > MAX_ATTRIBUTES:
+            raise PageTooLarge(
+                f"an element with more than {MAX_ATTRIBUTES:,} attributes: not a procedure page",
+                source=source,
+            )
         name = match.group(2).lower()
-        if name in _VOID:
-            continue
         if match.group(1):
-            depth = max(depth - 1, 0)
-        elif not match.group(3):
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > MAX_NESTING:
+            _pop_to(stack, (name,), ())
+        elif name not in _VOID and not match.group(3):
+            implied = _CLOSED_BY.get(name)
+            if implied:
+                _pop_to(stack, *implied)
+            stack.append(name)
+            if len(stack) > MAX_NESTING:
                 raise PageTooLarge(
                     f"elements nested deeper than {MAX_NESTING:,} levels: not a procedure page",
                     source=source,
                 )
+
+
+def _pop_to(stack: list[str], names: tuple[str, ...], scope: tuple[str, ...]) -> None:
+    """Close the innermost open element named in ``names``, not looking past a ``scope``
+    element (an ``<li>`` closes the open ``<li>`` of its own list, not of an outer one)."""
+    for i in range(len(stack) - 1, max(len(stack) - _LOOK_DOWN, 0) - 1, -1):
+        if stack[i] in names:
+            del stack[i:]
+            return
+        if stack[i] in scope:
+            return
 
 
 def _looks_binary(data: bytes) -> bool:
