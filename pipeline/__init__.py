@@ -3,12 +3,27 @@
 The public API, used by the command line itself::
 
     from pipeline import parse_page, Procedure, PipelineError
-    record = parse_page(html_bytes, url="https://example.org/code/cpt4/22212-osteotomy")
-"""
 
-from pipeline.errors import PipelineError
-from pipeline.models import Procedure
+    record = parse_page(html_bytes, url="https://example.org/code/cpt4/22212-osteotomy")
+
+``parse_page`` returns a validated :class:`Procedure` or raises a :class:`PipelineError`
+(``err.stage``, ``err.kind``, ``err.reason``); the whole exception tree is in
+:mod:`pipeline.errors`, the record's parts in :mod:`pipeline.models`.
+"""
 
 __version__ = "0.1.0"
 
-__all__ = ["PipelineError", "Procedure", "__version__"]
+from pipeline import errors
+from pipeline.errors import PipelineError
+from pipeline.models import CodeSystem, Procedure
+from pipeline.parse.page import PARSER_VERSION, parse_page
+
+__all__ = [
+    "PARSER_VERSION",
+    "CodeSystem",
+    "PipelineError",
+    "Procedure",
+    "__version__",
+    "errors",
+    "parse_page",
+]

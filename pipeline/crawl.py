@@ -15,6 +15,7 @@ key).
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -143,7 +144,6 @@ class _Crawl:
         self.report = sink.report
         self.clock = sink.clock
         self.scope = scope
-        self.fetched_pages = 0
 
     # -- discovery ------------------------------------------------------------------------------
 
@@ -202,7 +202,6 @@ class _Crawl:
             self.sink.reject(exc, row.url, exc.status)
 
     def _fetched(self, row: PageRow, result: FetchResult) -> None:
-        self.fetched_pages += 1
         if result.not_modified:
             self.state.record_unchanged(row.url, result.fetched_at)
             self.report.add("unchanged")
@@ -302,18 +301,60 @@ class _Crawl:
             except PipelineError:
                 sitemaps = []
             self.discover(((u, None) for u in sitemaps), 0, f"{origin}/robots.txt")
-        refresh_after = self.options.refresh_after
-        batch_size = max(8, self.options.concurrency * 4)
-        while True:
-            limit = batch_size
-            if self.options.max_pages is not None:
-                limit = min(limit, self.options.max_pages - self.fetched_pages)
-                if limit <= 0:
-                    break
-            batch = self.state.claim_due(limit, self.clock(), refresh_after)
-            if not batch:
-                break
-            await asyncio.gather(*(self.visit(fetcher, row) for row in batch))
+        await _WorkerPool(self, fetcher).run()
+
+
+class _WorkerPool:
+    """``concurrency`` workers that each take the next due page as soon as they are free.
+
+    Pages are claimed from the state a few at a time, so a page stuck in backoff or a long
+    Retry-After holds one worker, never the whole crawl. A worker that finds nothing due waits
+    while other pages are in flight (they may discover more) and stops when none are.
+    """
+
+    def __init__(self, crawl: _Crawl, fetcher: Fetcher) -> None:
+        self.crawl = crawl
+        self.fetcher = fetcher
+        self.size = crawl.options.concurrency
+        self.queue: deque[PageRow] = deque()
+        self.in_flight = 0
+        self.claimed = 0
+        self.changed = asyncio.Condition()
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._worker() for _ in range(self.size)))
+
+    async def _worker(self) -> None:
+        while (row := await self._take()) is not None:
+            try:
+                await self.crawl.visit(self.fetcher, row)
+            finally:
+                async with self.changed:
+                    self.in_flight -= 1
+                    self.changed.notify_all()
+
+    async def _take(self) -> PageRow | None:
+        async with self.changed:
+            while True:
+                if not self.queue:
+                    self._claim()
+                if self.queue:
+                    self.in_flight += 1
+                    return self.queue.popleft()
+                if self.in_flight == 0:
+                    return None
+                await self.changed.wait()
+
+    def _claim(self) -> None:
+        options = self.crawl.options
+        limit = self.size * 2
+        if options.max_pages is not None:
+            limit = min(limit, options.max_pages - self.claimed)
+            if limit <= 0:
+                return
+        rows = self.crawl.state.claim_due(limit, self.crawl.clock(), options.refresh_after)
+        self.claimed += len(rows)
+        self.queue.extend(rows)
 
 
 def _parse(body: bytes, url: str, charset: str | None) -> Procedure | PipelineError:
