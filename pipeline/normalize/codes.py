@@ -119,8 +119,10 @@ def _fitting(code: str, system: CodeSystem | None) -> tuple[CodeSystem | None, s
 
 def code_from_location(location: str) -> tuple[CodeSystem | None, str] | None:
     """(system, CODE) from a page's URL or file path; ``None`` when nothing there is code-like."""
-    path = unquote(location.strip()).replace("\\", "/")
-    path = path.split("#", 1)[0].split("?", 1)[0].rstrip("/")
+    path = location.strip().split("#", 1)[0].split("?", 1)[0]
+    # An encoded slash is part of a name, not a path separator: keep it encoded.
+    path = unquote(path.replace("%2F", "%252F").replace("%2f", "%252f"))
+    path = path.replace("\\", "/").rstrip("/")
     match = _CODE_PATH.search(path)
     if match is not None:
         name = _EXTENSION.sub("", match.group("name"))
