@@ -646,6 +646,18 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
 # --- read-only view (``pipeline status``) ----------------------------------------------------
 
 
+def _next_due(
+    upcoming: tuple[str | None, str | None], refresh_after: timedelta | None, now: datetime
+) -> str | None:
+    """When the next page becomes due: a retry time, or the oldest fetch plus refresh_after."""
+    times = [_parse_ts(upcoming[0])] if upcoming[0] else []
+    if upcoming[1] and refresh_after is not None:
+        times.append(_parse_ts(upcoming[1]) + refresh_after)
+    if not times:
+        return None
+    return max(min(times), now).isoformat()
+
+
 def read_status(
     state_dir: Path, *, now: datetime | None = None, refresh_after: timedelta | None = None
 ) -> dict[str, object]:
@@ -675,6 +687,9 @@ def read_status(
             " OR last_attempt <= ?",
             (_to_db(stamp), cutoff),
         ).fetchone()[0]
+        upcoming = conn.execute(
+            "SELECT min(next_due), min(last_attempt) FROM pages WHERE status != 'pending'"
+        ).fetchone()
         reasons = conn.execute(
             "SELECT substr(last_error, 1, instr(last_error || ':', ':') - 1) AS kind, count(*)"
             " FROM pages WHERE status IN ('rejected', 'failed') GROUP BY kind ORDER BY kind"
@@ -690,6 +705,7 @@ def read_status(
     status: dict[str, object] = {
         "pages": {name: by_status.get(name, 0) for name in STATUSES},
         "due_now": due,
+        "next_due": _next_due(upcoming, refresh_after, stamp) if not due else "now",
         "rejects_by_reason": {kind or "unknown": count for kind, count in reasons},
     }
     if last is not None:
