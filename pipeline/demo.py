@@ -36,6 +36,9 @@ def bundled_site() -> Path:
 class _Handler(BaseHTTPRequestHandler):
     server: _SiteHTTPServer
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; without TCP_NODELAY a keep-alive client waits for
+    # the delayed ACK (~40 ms) on every response.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: object) -> None:
         return
