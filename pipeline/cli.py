@@ -12,15 +12,17 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from pipeline import __version__
 from pipeline.config import Settings, load_settings
-from pipeline.crawl import CrawlOptions, RunResult, crawl, ingest, reparse
 from pipeline.errors import PipelineError, StateError, UsageError, WriteError
 from pipeline.progress import configure_logging
+
+if TYPE_CHECKING:  # the crawl machinery is imported by the commands that use it
+    from pipeline.crawl import CrawlOptions, RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -136,6 +138,8 @@ def _settings(**options: Any) -> Settings:
 
 
 def _crawl_options(settings: Settings) -> CrawlOptions:
+    from pipeline.crawl import CrawlOptions
+
     return CrawlOptions(
         out=settings.out,
         state=settings.state,
@@ -184,6 +188,8 @@ def ingest_cmd(
     No discovery: only the files, directories and URLs given are read. Exits 1 if any page
     was rejected (it is in the rejects table), else 0.
     """
+    from pipeline.crawl import ingest
+
     settings = _settings(
         config=config, out=out, timeout=timeout, log_format=log_format, progress=progress
     )
@@ -228,6 +234,8 @@ def crawl_cmd(
     conditional requests; a killed run resumes where it stopped. Exit codes: 0 all good,
     1 some pages rejected, 2 usage error, 3 another run holds the state.
     """
+    from pipeline.crawl import crawl
+
     if ignore_robots:
         options["obey_robots"] = False
     if allowed_hosts:
@@ -244,6 +252,8 @@ def crawl_cmd(
 @handle_errors
 def reparse_cmd(**options: Any) -> None:
     """Rebuild every table from the stored raw pages with the current parser; no network."""
+    from pipeline.crawl import reparse
+
     settings = _settings(**options)
     _require_state(settings.state)
     result = reparse(_crawl_options(settings), show_progress=settings.progress)
@@ -287,6 +297,7 @@ def status_cmd(state: Path | None, config: Path | None, as_json: bool) -> None:
 @handle_errors
 def demo_cmd(site: Path | None, **options: Any) -> None:
     """Serve the bundled fixture site on loopback and crawl it end to end into output/."""
+    from pipeline.crawl import crawl
     from pipeline.demo import SiteServer, bundled_site
 
     root = site or bundled_site()

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.archive import RawArchive, content_hash
+from pipeline.archive import ArchiveError, RawArchive, content_hash
 from pipeline.discover import Scope, classify, extract_links, normalize_url, parse_sitemap
 from pipeline.errors import FetchError, PageGone, ParseError, PipelineError, UsageError
 from pipeline.fetch import Fetcher, FetchLimits, FetchResult, RetryPolicy
@@ -280,10 +280,7 @@ class _Crawl:
                     http_status=row.last_status, at=row.last_attempt or self.clock(),
                 )  # fmt: skip
             elif row.content_hash is not None:
-                body = self.archive.get(row.content_hash)
-                meta = self.archive.meta(row.content_hash)
-                charset = charset_from_content_type(meta.content_type if meta else None)
-                outcome = _parse(body, row.url, charset)
+                outcome = _reparse_stored(self.archive, row)
                 self.sink.outcome(
                     outcome, row.url, row.content_hash, row.last_fetched, row.last_status
                 )
@@ -355,6 +352,17 @@ class _WorkerPool:
         rows = self.crawl.state.claim_due(limit, self.crawl.clock(), options.refresh_after)
         self.claimed += len(rows)
         self.queue.extend(rows)
+
+
+def _reparse_stored(archive: RawArchive, row: PageRow) -> Procedure | PipelineError:
+    """Parse the stored body of a page; a missing or corrupt object is a parse reject."""
+    digest = row.content_hash or ""
+    try:
+        body = archive.get(digest)
+    except ArchiveError as exc:
+        return ParseError(f"raw page not in the archive ({exc}); crawl it again", source=row.url)
+    meta = archive.meta(digest)
+    return _parse(body, row.url, charset_from_content_type(meta.content_type if meta else None))
 
 
 def _parse(body: bytes, url: str, charset: str | None) -> Procedure | PipelineError:
@@ -456,9 +464,7 @@ def reparse(
             sink = _Sink(writer, report, clock)
             for row in state.iter_stored():
                 digest = row.content_hash or ""
-                meta = archive.meta(digest)
-                charset = charset_from_content_type(meta.content_type if meta else None)
-                outcome = _parse(archive.get(digest), row.url, charset)
+                outcome = _reparse_stored(archive, row)
                 sink.outcome(outcome, row.url, digest, row.last_fetched, row.last_status)
                 if row.status == "gone":
                     writer.mark_gone(row.url, at=row.last_attempt or clock())

@@ -27,6 +27,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from string import ascii_letters, digits
 from typing import Literal
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
@@ -67,6 +68,7 @@ _LISTING_PATH = re.compile(r"/code/list(?:/[^/]+)+", re.IGNORECASE)
 # --- URL normalization -----------------------------------------------------------------------
 
 
+@lru_cache(maxsize=65536)
 def normalize_url(url: str, base: str | None = None) -> str | None:
     """Return the canonical form of an http(s) URL, or None if it is not a usable one.
 
