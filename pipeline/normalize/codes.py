@@ -175,8 +175,10 @@ def parse_similar_item(
     title: str | None = None
     label_system: CodeSystem | None = None
     if match is not None:
-        candidate = match.group("code").upper()
-        if any(pattern.fullmatch(candidate) for pattern in CODE_PATTERNS.values()):
+        # Every published code has a digit: "Related procedures" holds no code "RELATED".
+        candidate = match.group("code")
+        candidate = candidate.upper() if any(c.isdigit() for c in candidate) else ""
+        if candidate and any(pattern.fullmatch(candidate) for pattern in CODE_PATTERNS.values()):
             code = candidate
             title = _title(match.group("rest"))
             label_system = _labeled_system(match)

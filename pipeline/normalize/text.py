@@ -63,6 +63,8 @@ def clean_item(text: str) -> str:
     text = collapse(text)
     if "**" in text or "__" in text:
         text = _MARKDOWN_EMPHASIS.sub(r"\2", text)
+    if text.startswith("#"):
+        text = _MARKDOWN_HEADING.sub("", text)
     text = strip_marker(text)
     if text.startswith("#"):
         text = _MARKDOWN_HEADING.sub("", text)

@@ -10,6 +10,7 @@ typed :class:`~pipeline.errors.ParseError` or :class:`~pipeline.errors.RecordInv
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pydantic
@@ -64,11 +65,9 @@ _BINARY_MAGIC: tuple[bytes, ...] = (
     b"\xfd7zXZ", b"7z\xbc\xaf", b"RIFF", b"\x00\x00\x01\x00", b"OggS", b"ID3", b"\x7fELF",
     b"MZ", b"wOFF", b"wOF2",
 )  # fmt: skip
-_TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9]*)[^>]*?(/?)>")
-_RAW_TEXT = re.compile(
-    r"<!--.*?-->|<(script|style|textarea|title|xmp|noscript)\b.*?</\1\s*>",
-    re.IGNORECASE | re.DOTALL,
-)
+_TAG_START = re.compile(r"<(/?)([a-z][a-z0-9]*)")
+_RAW_TEXT_TAGS = frozenset({"script", "style", "textarea", "title", "xmp", "noscript"})
+_NOSCRIPT = re.compile(r"<noscript\b.*?</noscript\s*>", re.IGNORECASE | re.DOTALL)
 _VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
      "wbr", "param", "keygen"}
@@ -160,7 +159,11 @@ def _decode(data: bytes | str, source: str, http_charset: str | None) -> str:
     if not text.strip():
         raise EmptyPage("page is empty", source=source)
     if "\x00" in text:
-        text = text.replace("\x00", "\ufffd")
+        text = text.replace("\x00", "")  # browsers ignore U+0000 in text
+    if "<noscript" in text or "<NOSCRIPT" in text:
+        # lexbor parses with scripting off, where <noscript> content is markup; browsers
+        # (scripting on) read it as raw text that is never shown.
+        text = _NOSCRIPT.sub("", text)
     if not _HTML_SIGN.search(text, 0, 65536):
         raise NotHtml("text with no HTML markup", source=source)
     return text
@@ -178,16 +181,15 @@ def _check_nesting(text: str, source: str) -> None:
     if text.count("<") < _SCAN_FROM and text.count("=") < _SCAN_FROM:
         return
     stack: list[str] = []
-    for match in _TAG.finditer(_RAW_TEXT.sub("", text)):
-        if match.group(0).count("=") > MAX_ATTRIBUTES:
+    for is_end, name, self_closing, attributes in _scan_tags(text):
+        if attributes > MAX_ATTRIBUTES:
             raise PageTooLarge(
                 f"an element with more than {MAX_ATTRIBUTES:,} attributes: not a procedure page",
                 source=source,
             )
-        name = match.group(2).lower()
-        if match.group(1):
+        if is_end:
             _pop_to(stack, (name,), ())
-        elif name not in _VOID and not match.group(3):
+        elif name not in _VOID and not self_closing:
             implied = _CLOSED_BY.get(name)
             if implied:
                 _pop_to(stack, *implied)
@@ -197,6 +199,39 @@ def _check_nesting(text: str, source: str) -> None:
                     f"elements nested deeper than {MAX_NESTING:,} levels: not a procedure page",
                     source=source,
                 )
+
+
+def _scan_tags(text: str) -> Iterator[tuple[bool, str, bool, int]]:
+    """(is end tag, name, self-closing, number of ``=``) of each tag, in one forward pass.
+
+    Comments and raw-text elements (scripts, styles...) are skipped; an opener with no closer
+    ends the scan (the rest of the page is raw text or junk), so the pass stays linear.
+    """
+    low = text.lower()
+    i = low.find("<")
+    while i >= 0:
+        if low.startswith("<!--", i):
+            end = low.find("-->", i + 4)
+            if end < 0:
+                return
+            i = low.find("<", end + 3)
+            continue
+        match = _TAG_START.match(low, i)
+        if match is None:
+            i = low.find("<", i + 1)
+            continue
+        close = low.find(">", match.end())
+        if close < 0:
+            return
+        is_end, name = match.group(1) == "/", match.group(2)
+        yield is_end, name, low[close - 1] == "/", low.count("=", match.end(), close)
+        if not is_end and name in _RAW_TEXT_TAGS:
+            end = low.find("</" + name, close + 1)
+            if end < 0:
+                return
+            i = end
+            continue
+        i = low.find("<", close + 1)
 
 
 def _pop_to(stack: list[str], names: tuple[str, ...], scope: tuple[str, ...]) -> None:

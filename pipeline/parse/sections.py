@@ -181,6 +181,10 @@ class _Splitter:
             self.slot = sub
             cur.sublabels.append(key)
             return
+        if cur.key == "ignore" and head.rank > cur.rank:
+            # A question under "Frequently Asked Questions", "Similar codes" under "Popular
+            # codes": still chrome.
+            return
         section = self.vocab.section_of(key)
         if section is not None:
             self._open(section, head)
