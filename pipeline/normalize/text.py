@@ -63,9 +63,10 @@ def clean_item(text: str) -> str:
     text = collapse(text)
     if "**" in text or "__" in text:
         text = _MARKDOWN_EMPHASIS.sub(r"\2", text)
-    if text.startswith("#"):
-        text = _MARKDOWN_HEADING.sub("", text)
-    text = strip_marker(text)
-    if text.startswith("#"):
-        text = _MARKDOWN_HEADING.sub("", text)
+    previous = None
+    while previous != text:  # "• # · x", "- ## 1. Step": bullets and "#" in any order
+        previous = text
+        if text.startswith("#"):
+            text = _MARKDOWN_HEADING.sub("", text)
+        text = strip_marker(text)
     return text.strip()

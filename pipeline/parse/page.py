@@ -67,7 +67,6 @@ _BINARY_MAGIC: tuple[bytes, ...] = (
 )  # fmt: skip
 _TAG_START = re.compile(r"<(/?)([a-z][a-z0-9]*)")
 _RAW_TEXT_TAGS = frozenset({"script", "style", "textarea", "title", "xmp", "noscript"})
-_NOSCRIPT = re.compile(r"<noscript\b.*?</noscript\s*>", re.IGNORECASE | re.DOTALL)
 _VOID = frozenset(
     {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
      "wbr", "param", "keygen"}
@@ -161,12 +160,30 @@ def _decode(data: bytes | str, source: str, http_charset: str | None) -> str:
     if "\x00" in text:
         text = text.replace("\x00", "")  # browsers ignore U+0000 in text
     if "<noscript" in text or "<NOSCRIPT" in text:
-        # lexbor parses with scripting off, where <noscript> content is markup; browsers
-        # (scripting on) read it as raw text that is never shown.
-        text = _NOSCRIPT.sub("", text)
+        text = _drop_noscript(text)
     if not _HTML_SIGN.search(text, 0, 65536):
         raise NotHtml("text with no HTML markup", source=source)
     return text
+
+
+def _drop_noscript(text: str) -> str:
+    """Remove ``<noscript>`` elements, in one forward pass.
+
+    lexbor parses with scripting off, where ``<noscript>`` content is markup; browsers
+    (scripting on) read it as raw text that is never shown. An unclosed one runs to the end.
+    """
+    low = text.lower()
+    kept: list[str] = []
+    start = 0
+    while (open_at := low.find("<noscript", start)) >= 0:
+        kept.append(text[start:open_at])
+        close = low.find("</noscript", open_at + 9)
+        if close < 0:
+            return "".join(kept)
+        end = low.find(">", close)
+        start = len(text) if end < 0 else end + 1
+    kept.append(text[start:])
+    return "".join(kept)
 
 
 def _check_nesting(text: str, source: str) -> None:

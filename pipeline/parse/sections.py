@@ -40,7 +40,9 @@ SECTION_ORDER: tuple[str, ...] = (
 PROSE_SECTIONS: frozenset[str] = frozenset({"summary", "purpose", "duration", "setting"})
 LIST_SECTIONS: frozenset[str] = frozenset(SECTION_ORDER) - PROSE_SECTIONS
 #: Sections whose content never reaches the record.
-DROPPED: frozenset[str] = frozenset({"preamble", "name", "ignore", "unknown", "condition"})
+DROPPED: frozenset[str] = frozenset(
+    {"preamble", "name", "ignore", "navigation", "unknown", "condition"}
+)
 
 # Ranks: a smaller rank is a higher-level heading.
 RANK_DT = 4
