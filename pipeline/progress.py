@@ -108,10 +108,6 @@ class RunReport:
         self.counts["rejected"] += 1
         self.rejects_by_reason[kind] += 1
 
-    def set_total(self, total: int | None) -> None:
-        if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, total=total)
-
     def advance(self, n: int = 1) -> None:
         """One more page done (whatever its outcome)."""
         if self._progress is not None and self._task is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from pipeline.errors import PipelineError
 from pipeline.models import Procedure
@@ -81,8 +81,3 @@ def _fetch_and_parse(urls: list[str], timeout: float | None) -> Iterator[Parsed]
             return results
 
     yield from asyncio.run(fetch_all())
-
-
-def utc_now() -> datetime:
-    """The current time in UTC (the default clock)."""
-    return datetime.now(UTC)

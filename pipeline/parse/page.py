@@ -306,7 +306,7 @@ def _build(
     title, title_code = _title(page, doc_title)
     if not title:
         raise NotAProcedurePage("page has content sections but no title", source=source)
-    system, code = _code(page, title_code, url, source)
+    system, code = _code(page, title_code, url, source, vocab.label_max_chars)
     sections = _sections_by_key(page)
     record: dict[str, Any] = {
         "source": source,
@@ -411,13 +411,13 @@ def _title(page: SplitPage, doc_title: str | None) -> tuple[str | None, str | No
 
 
 def _code(
-    page: SplitPage, title_code: str | None, url: str | None, source: str
+    page: SplitPage, title_code: str | None, url: str | None, source: str, label_max: int
 ) -> tuple[CodeSystem, str]:
     """Code and system: page label and value first, then the URL or file name."""
     label_system: CodeSystem | None = None
     page_code: tuple[CodeSystem | None, str] | None = None
     for text in page.preamble:
-        if label_system is None and len(text) <= 60:
+        if label_system is None and len(text) <= label_max:
             label_system = system_from_label(text)
         if page_code is None:
             page_code = find_code(text)
