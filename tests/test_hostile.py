@@ -361,14 +361,6 @@ class Case:
     bug: str | None = None  # a known pipeline bug: xfail(strict=True)
 
 
-_FORMATTING = (
-    "lexbor reconstructs every active formatting element in each new <p>; formatting elements "
-    "that differ in attributes are never capped (Noah's Ark caps identical ones), so 4,000 "
-    "'<p><b class=cN>x</i>' (135 kB) build 8 million nodes and take ~17 s; the pre-scan pops "
-    "each <b> with its <p>, and pages under 4,096 '<' are not scanned. Suggested fix: in the "
-    "pre-scan, count formatting elements (a b big code em font i nobr s small strike strong tt "
-    "u) opened and never closed by their own end tag, and refuse past ~500, whatever the size"
-)
 LEGACY_CELLS = "".join(
     f'<tr><td><font face="arial" size="{i % 7}">&bull; Step {i}<br>' for i in range(3_000)
 )
@@ -422,15 +414,10 @@ GENERATED: dict[str, Case] = {
             "<ol><li>Step</li></ol>" + "".join(f'<p><b class="c{i}">x</i>' for i in range(4_000))
         ),
         2.0,
-        bug=_FORMATTING,
     ),
     "select_options_100k": Case(
         lambda: _page("<ol><li>Step</li></ol><select>" + "<option>22212" * 100_000 + "</select>"),
         2.0,
-        bug="lexbor is quadratic in the options of one <select> (40,000 unclosed <option> take "
-        "~11 s, 100,000 over a minute); the pre-scan closes each <option> at the next one. "
-        "Suggested fix: count <option>/<optgroup> per <select> in the pre-scan and refuse past "
-        "a few thousand",
     ),
     "attributes_100k": Case(
         lambda: _page("<ol><li " + " ".join(f'a{i}="v"' for i in range(100_000)) + ">S</li></ol>"),

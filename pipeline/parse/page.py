@@ -56,6 +56,8 @@ MAX_PAGE_BYTES = 5 * 1024 * 1024
 #: Deeper nesting, or more attributes on one element, is refused (see _check_nesting).
 MAX_NESTING = 2048
 MAX_ATTRIBUTES = 4096
+MAX_OPTIONS = 10_000
+MAX_LEFT_OPEN = 1000
 _SCAN_FROM = 4096
 
 PARSER_VERSION = "1"
@@ -80,6 +82,24 @@ _CLOSED_BY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "option": (("option",), ("select",)),
 }  # fmt: skip
 _LOOK_DOWN = 64
+_FORMATTING = frozenset(
+    {
+        "a",
+        "b",
+        "big",
+        "code",
+        "em",
+        "font",
+        "i",
+        "nobr",
+        "s",
+        "small",
+        "strike",
+        "strong",
+        "tt",
+        "u",
+    }
+)
 #: Bytes that do not occur in text (C0 controls other than tab, newlines, form feed).
 _CONTROL_BYTES = bytes([*range(9), *range(14, 32)])
 _HTML_SIGN = re.compile(
@@ -198,24 +218,41 @@ def _check_nesting(text: str, source: str) -> None:
     if text.count("<") < _SCAN_FROM and text.count("=") < _SCAN_FROM:
         return
     stack: list[str] = []
+    # Formatting elements with attributes left open when their paragraph closed: the parser
+    # re-creates all of them in every later paragraph (identical ones are capped at three).
+    left_open = 0
+    options = 0
     for is_end, name, self_closing, attributes in _scan_tags(text):
         if attributes > MAX_ATTRIBUTES:
-            raise PageTooLarge(
-                f"an element with more than {MAX_ATTRIBUTES:,} attributes: not a procedure page",
-                source=source,
-            )
+            raise _pathological(f"an element with more than {MAX_ATTRIBUTES:,} attributes", source)
         if is_end:
             _pop_to(stack, (name,), ())
-        elif name not in _VOID and not self_closing:
+            continue
+        if name in _VOID or self_closing:
+            continue
+        if name == "option":
+            options += 1
+            if options > MAX_OPTIONS:
+                raise _pathological(f"more than {MAX_OPTIONS:,} form options", source)
+        if name in _FORMATTING and attributes:
+            stack.append(name + "=")  # marked: carries attributes
+        else:
             implied = _CLOSED_BY.get(name)
             if implied:
-                _pop_to(stack, *implied)
+                dropped = _pop_to(stack, *implied)
+                if name == "p":
+                    left_open += sum(1 for n in dropped if n.endswith("="))
+                    if left_open > MAX_LEFT_OPEN:
+                        raise _pathological(
+                            f"more than {MAX_LEFT_OPEN:,} formatting elements left open", source
+                        )
             stack.append(name)
-            if len(stack) > MAX_NESTING:
-                raise PageTooLarge(
-                    f"elements nested deeper than {MAX_NESTING:,} levels: not a procedure page",
-                    source=source,
-                )
+        if len(stack) > MAX_NESTING:
+            raise _pathological(f"elements nested deeper than {MAX_NESTING:,} levels", source)
+
+
+def _pathological(what: str, source: str) -> PageTooLarge:
+    return PageTooLarge(f"{what}: not a procedure page", source=source)
 
 
 def _scan_tags(text: str) -> Iterator[tuple[bool, str, bool, int]]:
@@ -251,15 +288,19 @@ def _scan_tags(text: str) -> Iterator[tuple[bool, str, bool, int]]:
         i = low.find("<", close + 1)
 
 
-def _pop_to(stack: list[str], names: tuple[str, ...], scope: tuple[str, ...]) -> None:
+def _pop_to(stack: list[str], names: tuple[str, ...], scope: tuple[str, ...]) -> list[str]:
     """Close the innermost open element named in ``names``, not looking past a ``scope``
-    element (an ``<li>`` closes the open ``<li>`` of its own list, not of an outer one)."""
+    element (an ``<li>`` closes the open ``<li>`` of its own list, not of an outer one);
+    returns the elements closed with it."""
     for i in range(len(stack) - 1, max(len(stack) - _LOOK_DOWN, 0) - 1, -1):
-        if stack[i] in names:
+        name = stack[i].rstrip("=")
+        if name in names:
+            dropped = stack[i + 1 :]
             del stack[i:]
-            return
-        if stack[i] in scope:
-            return
+            return dropped
+        if name in scope:
+            break
+    return []
 
 
 def _looks_binary(data: bytes) -> bool:
