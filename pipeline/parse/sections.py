@@ -14,7 +14,7 @@ into the section it belongs to, using the reference site's section order.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pipeline.normalize.text import has_marker
 from pipeline.parse.blocks import HEADING_TAGS, Line
@@ -319,21 +319,8 @@ def _adopt_from(
     if target is None:
         return
     del entries[cut:]
-    new = Section(
-        target,
-        "",
-        source.rank,
-        [
-            Entry(
-                e.text,
-                "items" if target != "patient_experience" else "notes",
-                e.item,
-                e.group,
-                e.links,
-            )
-            for e in moved
-        ],
-    )
+    slot = "notes" if target == "patient_experience" else "items"
+    new = Section(target, "", source.rank, [replace(e, slot=slot) for e in moved])
     page.sections.insert(page.sections.index(source) + 1, new)
     present.add(target)
     if target in missing[:-1]:
