@@ -249,3 +249,14 @@ def test_schema_command_writes_the_published_contract(tmp_path: Path) -> None:
     assert result.exit_code == 0
     for name in ("procedure.schema.json", "tables.json"):
         assert (tmp_path / name).read_text() == (ROOT / "schemas" / name).read_text()
+
+
+def test_status_works_while_a_run_holds_the_lock(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with CrawlState.open(state) as held:
+        held.add_discovered([("http://127.0.0.1:9/code/cpt4/22212-x", "procedure", 0, None, None)])
+        result = run("status", "--state", str(state), "--json")
+    assert result.exit_code == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["pages"]["pending"] == 1
+    assert info["due_now"] == 1
