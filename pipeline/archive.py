@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.errors import StateError
+from pipeline.fsutil import fsync_dir
 
 COMPRESS_LEVEL = 6
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -195,12 +196,4 @@ def _write_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
         Path(temp).unlink(missing_ok=True)
         raise
     if durable:
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(path.parent)

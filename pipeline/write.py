@@ -78,6 +78,7 @@ import polars as pl
 
 from pipeline import tables as T
 from pipeline.errors import WriteError
+from pipeline.fsutil import fsync_dir
 from pipeline.models import LIST_SECTIONS, Procedure
 
 Disposition = Literal["merge", "replace"]
@@ -315,14 +316,6 @@ def _translate(action: str) -> Iterator[None]:
         raise WriteError(f"{action}: {_describe(exc)}") from exc
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _swap_symlink(link: Path, target: str) -> None:
     """Point ``link`` at ``target`` atomically (a new symlink renamed over the old one)."""
     tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
@@ -373,7 +366,7 @@ def _ensure_stable_links(out_dir: Path) -> None:
         if path.is_dir() and not path.is_symlink():
             path.rmdir()  # empty, checked when the writer opened
         _swap_symlink(path, target)
-    _fsync_dir(out_dir)
+    fsync_dir(out_dir)
 
 
 def _clean_leftovers(out_dir: Path) -> None:
@@ -979,7 +972,7 @@ class TableWriter:
             _check_nulls(plan.out(spec), spec)
             _write_csv(plan.out(spec), csv_dir / f"{spec.name}.csv", spec)
         for folder in (parquet_dir, csv_dir, build):
-            _fsync_dir(folder)
+            fsync_dir(folder)
         return summary
 
     def _run_row(self, counts: Mapping[str, int], exit_code: int, changes: dict[str, int]) -> Row:
@@ -1005,9 +998,9 @@ class TableWriter:
         versions = self.out_dir / VERSIONS_NAME
         versions.mkdir(exist_ok=True)
         os.rename(build, versions / name)
-        _fsync_dir(versions)
+        fsync_dir(versions)
         _swap_symlink(self.out_dir / CURRENT_NAME, f"{VERSIONS_NAME}/{name}")
-        _fsync_dir(self.out_dir)
+        fsync_dir(self.out_dir)
         _ensure_stable_links(self.out_dir)
         keep = {name} | ({old_dir.name} if old_dir is not None else set())
         _collect_garbage(self.out_dir, keep)
