@@ -6,6 +6,7 @@ the same request may well succeed later) or *terminal* (reject the page with a r
 
     PipelineError                      root; .transient, .stage, .reason
     ├── UsageError                     bad option, bad path, bad config value (exit code 2)
+    │   └── VocabularyError            the extractor's vocabulary file is malformed
     ├── StateError                     state directory unusable (exit code 3)
     │   ├── StateLocked                another run holds the lock
     │   └── StateVersionError          state written by a newer version
@@ -71,6 +72,11 @@ class UsageError(PipelineError):
     """The user asked for something that cannot work: a bad option, path or config value."""
 
     stage = "usage"
+
+
+class VocabularyError(UsageError):
+    """The extractor's vocabulary file is malformed: an unknown section key or slot, an empty
+    list, a weight that is not positive, a pattern that does not compile."""
 
 
 class StateError(PipelineError):

@@ -9,7 +9,10 @@ Schema written to ``schemas/procedure.schema.json`` is generated from these mode
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -150,6 +153,13 @@ class SimilarCode(_Model):
         return self
 
 
+class OtherSection(_Model):
+    """A section of the page whose heading names no field of the record, kept as written."""
+
+    heading: Text
+    text: str = ""
+
+
 #: The list sections of a record, in page order of the reference site.
 LIST_SECTIONS: tuple[str, ...] = (
     "indications",
@@ -185,6 +195,7 @@ class Procedure(_Model):
     patient_experience: PatientExperience = Field(default_factory=PatientExperience)
     similar_codes: list[SimilarCode] = Field(default_factory=list)
     anesthesia: list[AnesthesiaKind] = Field(default_factory=list)
+    other_sections: list[OtherSection] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _rules(self) -> Self:
@@ -199,7 +210,11 @@ class Procedure(_Model):
         return self
 
     def has_content(self) -> bool:
-        """True when at least one content section (anything beyond code and title) is present."""
+        """True when the page says anything beyond its code and title.
+
+        A code page that only lists related codes, or whose sections all went to
+        ``other_sections``, still has content: it is a record, not a reject.
+        """
         return bool(
             self.summary
             or self.purpose
@@ -208,4 +223,23 @@ class Procedure(_Model):
             or self.setting
             or self.personnel
             or not self.patient_experience.is_empty()
+            or self.similar_codes
+            or self.other_sections
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractionReport:
+    """What extracting one page saw beyond its record, so that no loss is silent.
+
+    ``headings`` counts the section headings of the page's content, ``unclassified`` those
+    whose section went to ``other_sections``; ``chrome_blocks`` and ``chrome_chars`` count the
+    containers (and their text) dropped as page chrome; ``tiers`` says, per filled field, which
+    tier of the extractor decided it (``phrase``, ``cue``, ``content``, ``intro``, ``label``).
+    """
+
+    headings: int = 0
+    unclassified: int = 0
+    chrome_blocks: int = 0
+    chrome_chars: int = 0
+    tiers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))

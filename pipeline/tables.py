@@ -289,6 +289,27 @@ SIMILAR_CODES = TableSpec(
     ),
 )
 
+OTHER_SECTIONS = TableSpec(
+    name="other_sections",
+    description=(
+        "One row per section of the page whose heading names no field of the record, in page "
+        "order: nothing the parser could not classify is dropped."
+    ),
+    kind="child",
+    key=("code_system", "code", "ordinal"),
+    columns=(
+        *_child_key(),
+        _col("heading", pl.String(), "The section's heading as the page shows it."),
+        _col(
+            "text",
+            pl.String(),
+            "The section's lines (paragraphs, items, sub-headings), bullets removed, joined by "
+            "a line break; null when the heading has no text under it.",
+            nullable=True,
+        ),
+    ),
+)
+
 REJECTS = TableSpec(
     name="rejects",
     description=(
@@ -335,6 +356,12 @@ RUNS = TableSpec(
         _count("rejected", "Pages rejected."),
         _count("written", "Procedure rows this run added, changed or brought back."),
         _count("gone", "Pages this run marked gone."),
+        _count("headings", "Section headings on the pages this run parsed (chrome excluded)."),
+        _count(
+            "unclassified_headings",
+            "Of those, headings that named no field (their sections went to other_sections).",
+        ),
+        _count("chrome_blocks", "Page containers dropped as chrome (menus, sidebars, ads...)."),
         _col("exit_code", pl.Int32(), "Exit code of the run (0 ok, 1 some pages rejected, ...)."),
     ),
 )
@@ -356,6 +383,35 @@ CHANGES = TableSpec(
     ),
 )
 
+QUALITY = TableSpec(
+    name="quality",
+    description=(
+        "One row per (run, field): how many of the records a run parsed filled the field, "
+        "against the previous run that measured it; a fall of more than 20 points is flagged."
+    ),
+    kind="log",
+    key=("run_id", "field"),
+    columns=(
+        _col("run_id", pl.String(), "The run that parsed the records."),
+        _col("field", pl.String(), "Record field (summary, steps, personnel, other_sections...)."),
+        _count("records", "Records the run parsed."),
+        _count("filled", "Of those, records in which the field is not empty."),
+        _col("fill_rate", pl.Float64(), "filled / records (0 when the run parsed no record)."),
+        _col(
+            "previous_fill_rate",
+            pl.Float64(),
+            "fill_rate of the last earlier run that parsed records; null for the first.",
+            nullable=True,
+        ),
+        _col(
+            "dropped",
+            pl.Boolean(),
+            "True when fill_rate fell by more than 20 points against previous_fill_rate (runs "
+            "of at least 10 records): the site may have changed its layout.",
+        ),
+    ),
+)
+
 TEXT_CHILDREN: tuple[TableSpec, ...] = tuple(
     _text_child(name, name.replace("_", " ")) for name in LIST_SECTIONS
 )
@@ -364,8 +420,9 @@ CHILD_TABLES: tuple[TableSpec, ...] = (
     PERSONNEL,
     PATIENT_EXPERIENCE,
     SIMILAR_CODES,
+    OTHER_SECTIONS,
 )
-TABLES: tuple[TableSpec, ...] = (PROCEDURES, *CHILD_TABLES, REJECTS, RUNS, CHANGES)
+TABLES: tuple[TableSpec, ...] = (PROCEDURES, *CHILD_TABLES, REJECTS, RUNS, CHANGES, QUALITY)
 BY_NAME: Mapping[str, TableSpec] = {t.name: t for t in TABLES}
 """Every table by name, in publication order."""
 

@@ -68,7 +68,7 @@ import shutil
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -79,7 +79,8 @@ import polars as pl
 from pipeline import tables as T
 from pipeline.errors import WriteError
 from pipeline.fsutil import fsync_dir
-from pipeline.models import LIST_SECTIONS, Procedure
+from pipeline.models import LIST_SECTIONS, ExtractionReport, Procedure
+from pipeline.quality import FieldQuality, QualityTally
 
 Disposition = Literal["merge", "replace"]
 Row = dict[str, Any]
@@ -96,6 +97,9 @@ COUNT_NAMES: tuple[str, ...] = (
     "rejected",
     "written",
     "gone",
+    "headings",
+    "unclassified_headings",
+    "chrome_blocks",
 )
 
 LOCK_NAME = ".lock"
@@ -215,6 +219,10 @@ def _child_rows(record: Procedure) -> dict[str, list[Row]]:
             "similar_title": _opt_text(s.title),
         }
         for i, s in enumerate(record.similar_codes, 1)
+    ]
+    rows["other_sections"] = [
+        {**key, "ordinal": i, "heading": o.heading, "text": _opt_text(o.text)}
+        for i, o in enumerate(record.other_sections, 1)
     ]
     return rows
 
@@ -396,6 +404,20 @@ def _conform(frame: pl.LazyFrame, spec: T.TableSpec, *extra: str) -> pl.LazyFram
     return frame.select([pl.col(c.name).cast(c.dtype) for c in spec.columns] + list(extra))
 
 
+def _upgrade(frame: pl.LazyFrame, spec: T.TableSpec) -> pl.LazyFrame:
+    """A table published by an earlier contract, with the columns added since then.
+
+    New count columns of older rows are 0 (nothing was counted), other new columns null.
+    """
+    present = set(frame.collect_schema().names())
+    missing = [c for c in spec.columns if c.name not in present]
+    if not missing:
+        return frame
+    return frame.with_columns(
+        pl.lit(0 if not c.nullable else None, c.dtype).alias(c.name) for c in missing
+    )
+
+
 def _latest(frame: pl.LazyFrame, key: Sequence[str]) -> pl.LazyFrame:
     """The row with the highest sequence number per key."""
     last = frame.group_by(key).agg(pl.col(SEQ).max())
@@ -459,7 +481,7 @@ class _MergePlan:
         path = None if self.old_dir is None else self.old_dir / "parquet" / f"{spec.name}.parquet"
         if path is None or not path.exists():
             return spec.empty().lazy()
-        return _conform(pl.scan_parquet(path), spec)
+        return _conform(_upgrade(pl.scan_parquet(path), spec), spec)
 
     def out(self, spec: T.TableSpec) -> Path:
         """The new version's Parquet path of a table."""
@@ -686,6 +708,35 @@ def _append_run(plan: _MergePlan, run_row: Row) -> None:
     _check_keys(plan.out(spec), spec)
 
 
+def _previous_rates(plan: _MergePlan) -> dict[str, float]:
+    """Per field, the fill rate of the last published run that parsed any record."""
+    old = plan.old(T.QUALITY).filter(pl.col("records") > 0).collect()
+    rates: dict[str, float] = {}
+    for name, rate in old.select("field", "fill_rate").iter_rows():
+        rates[name] = rate  # rows are in append order: the last one wins
+    return rates
+
+
+def _append_quality(plan: _MergePlan, fields: list[FieldQuality]) -> None:
+    """Append this run's per-field fill rates to ``quality``."""
+    spec = T.QUALITY
+    rows = [
+        {
+            "run_id": plan.run_id,
+            "field": f.field,
+            "records": f.records,
+            "filled": f.filled,
+            "fill_rate": f.rate,
+            "previous_fill_rate": f.previous_rate,
+            "dropped": f.dropped,
+        }
+        for f in fields
+    ]
+    frame = pl.DataFrame(rows, schema=spec.schema).lazy()
+    _sink(pl.concat([plan.old(spec), frame]), spec, plan.out(spec))
+    _check_keys(plan.out(spec), spec)
+
+
 def _check_nulls(path: Path, spec: T.TableSpec) -> None:
     """Refuse to publish a table with a null where the contract forbids one (streamed)."""
     required = [c.name for c in spec.columns if not c.nullable]
@@ -746,6 +797,7 @@ class PublishResult:
     csv: dict[str, Path]
     written: dict[str, int]
     changes: dict[str, int]
+    quality: list[FieldQuality] = field(default_factory=list)
 
 
 class TableWriter:
@@ -785,6 +837,8 @@ class TableWriter:
         self._published = False
         self._adds = 0
         self._rejects = 0
+        self._tally = QualityTally()
+        self._quality: list[FieldQuality] = []
 
     # -- context --
 
@@ -873,8 +927,12 @@ class TableWriter:
         fetched_at: datetime | None,
         parsed_at: datetime,
         parser_version: str,
+        report: ExtractionReport | None = None,
     ) -> None:
-        """Stage one validated record (the last add of a key in a run wins)."""
+        """Stage one validated record (the last add of a key in a run wins).
+
+        ``report`` is what the extractor saw on the page; it feeds the run's quality counts.
+        """
         stager = self._open_stager()
         rows = record_to_rows(
             record,
@@ -888,6 +946,7 @@ class TableWriter:
         with _translate(f"cannot stage records under {self.out_dir}"):
             stager.stage(rows)
         self._adds += 1
+        self._tally.add(record, report)
 
     def reject(
         self,
@@ -967,6 +1026,8 @@ class TableWriter:
         _merge_pages(plan)
         _merge_rejects(plan)
         summary = _merge_changes(plan)
+        self._quality = self._tally.fields(_previous_rates(plan))
+        _append_quality(plan, self._quality)
         _append_run(plan, self._run_row(counts, exit_code, summary))
         for spec in T.TABLES:
             _check_nulls(plan.out(spec), spec)
@@ -981,6 +1042,7 @@ class TableWriter:
             "rejected": self._rejects,
             "written": changes["added"] + changes["changed"] + changes["returned"],
             "gone": changes["gone"],
+            **self._tally.counts(),
         }
         row: Row = {name: int(counts.get(name, defaults.get(name, 0))) for name in COUNT_NAMES}
         return {
@@ -1013,4 +1075,4 @@ class TableWriter:
             written = {
                 s.name: _row_count(version / "parquet" / f"{s.name}.parquet") for s in T.TABLES
             }
-        return PublishResult(self.run_id, version, parquet, csv, written, changes)
+        return PublishResult(self.run_id, version, parquet, csv, written, changes, self._quality)

@@ -37,7 +37,8 @@ from pipeline import errors
 from pipeline.discover import parse_sitemap
 from pipeline.models import LIST_SECTIONS as LIST_FIELDS
 from pipeline.models import Procedure
-from pipeline.parse.page import MAX_PAGE_BYTES, PARSER_VERSION, parse_page
+from pipeline.parse.guard import MAX_PAGE_BYTES
+from pipeline.parse.page import PARSER_VERSION, parse_page
 from pipeline.sources import PAGE_SUFFIXES
 from tests.conftest import FIXTURES, ROOT
 

@@ -40,9 +40,11 @@ SPEC_TABLES = {
     "personnel",
     "patient_experience",
     "similar_codes",
+    "other_sections",
     "rejects",
     "runs",
     "changes",
+    "quality",
 }
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -243,6 +243,7 @@ DUCKDB_TYPES = {
     pl.Int32: "INTEGER",
     pl.Int64: "BIGINT",
     pl.Boolean: "BOOLEAN",
+    pl.Float64: "DOUBLE",
     pl.Datetime: "TIMESTAMP WITH TIME ZONE",
 }
 
@@ -265,6 +266,7 @@ def arrow_matches(arrow: pa.DataType, dtype: pl.DataType) -> bool:
         pl.Int32: pa.int32(),
         pl.Int64: pa.int64(),
         pl.Boolean: pa.bool_(),
+        pl.Float64: pa.float64(),
     }
     return bool(arrow == expected[dtype.base_type()])
 

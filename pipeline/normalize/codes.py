@@ -24,7 +24,8 @@ Codes are returned upper case.
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
+from itertools import pairwise
+from urllib.parse import parse_qsl, unquote
 
 from pipeline.models import CODE_PATTERNS, CodeSystem, code_fits
 from pipeline.normalize.text import clean_item, collapse
@@ -65,7 +66,7 @@ _CODE_NAME = re.compile(rf"(?P<code>{_CODE})(?:-|$)")
 _FIND_CODE = re.compile(
     rf"""(?:\b{_LABEL}(?:\s+codes?)?|\bcodes?)
          (?:\s+(?:is|number|no\.?|\#))?\s*[:\#]?\s*
-         (?P<code>{_CODE})(?!\w|\.\w)""",
+         (?P<code>(?=[A-Za-z]*\d){_CODE})(?!\w|\.\w)""",
     re.IGNORECASE | re.VERBOSE,
 )
 _SIMILAR = re.compile(
@@ -117,9 +118,32 @@ def _fitting(code: str, system: CodeSystem | None) -> tuple[CodeSystem | None, s
     return None
 
 
+_QUERY_KEYS = frozenset(
+    {"code", "cpt", "hcpcs", "icd", "icd10", "proc", "procedure", "procedure_code", "cpt_code",
+     "hcpcs_code", "icd_code", "codevalue"}
+)  # fmt: skip
+#: A code named by its system inside a path segment: "cpt-42826-tonsillectomy", "icd10pcs_0DTJ4ZZ".
+_LABELED_SEGMENT = re.compile(
+    rf"(?:^|[-_.])(?P<segment>cpt4?|hcpcs2?|icd-?10-?(?:cm|pcs))[-_]?(?P<code>{_CODE})(?=$|[-_.])",
+    re.IGNORECASE,
+)
+
+
+def _has_digit(code: str) -> bool:
+    return any(c.isdigit() for c in code)
+
+
 def code_from_location(location: str) -> tuple[CodeSystem | None, str] | None:
-    """(system, CODE) from a page's URL or file path; ``None`` when nothing there is code-like."""
-    path = location.strip().split("#", 1)[0].split("?", 1)[0]
+    """(system, CODE) from a page's URL or file path; ``None`` when nothing there is code-like.
+
+    In order: the reference layout ``/code/<system>/<CODE>-<slug>``; a segment naming its system
+    (``/procedures/cpt-42826-tonsillectomy``, ``.../capsulotomy-cpt-66821``); a query parameter
+    (``?code=45378``, ``?cpt=27130``); a segment after a system segment (``/cpt/45378``); a file
+    name ``<CODE>-<slug>.html`` or ``<CODE>.html``; a segment that is only a code
+    (``/tests/93306/echocardiogram``).
+    """
+    without_fragment = location.strip().split("#", 1)[0]
+    path, _, query = without_fragment.partition("?")
     # An encoded slash is part of a name, not a path separator: keep it encoded.
     path = unquote(path.replace("%2F", "%252F").replace("%2f", "%252f"))
     path = path.replace("\\", "/").rstrip("/")
@@ -132,13 +156,45 @@ def code_from_location(location: str) -> tuple[CodeSystem | None, str] | None:
             found = _fitting(code, system_from_segment(match.group("segment")))
             if found is not None:
                 return found
-    parent, _, basename = path.rpartition("/")
-    code_match = _CODE_NAME.match(_EXTENSION.sub("", basename))
-    if code_match is None:
-        return None
-    code = code_match.group("code").upper()
-    segment = parent.rpartition("/")[2]
-    return _fitting(code, system_from_segment(segment) if segment else None)
+    segments = [_EXTENSION.sub("", s) for s in path.split("/") if s]
+    if segments and "://" in location:
+        segments = segments[2:]  # scheme and host
+    for segment in reversed(segments):
+        for labeled in _LABELED_SEGMENT.finditer(segment):
+            code = labeled.group("code").upper()
+            found = _fitting(code, system_from_segment(labeled.group("segment")))
+            if found is not None and _has_digit(code):
+                return found
+    for key, value in parse_qsl(query):
+        if key.lower() in _QUERY_KEYS:
+            code = value.strip().upper()
+            found = _fitting(code, None) if _has_digit(code) else None
+            if found is not None:
+                return found
+    for previous, segment in pairwise(segments):
+        system = system_from_segment(previous)
+        if system is not None:
+            code_match = _CODE_NAME.match(segment)
+            if code_match is not None:
+                found = _fitting(code_match.group("code").upper(), system)
+                if found is not None:
+                    return found
+    if segments:
+        code_match = _CODE_NAME.match(segments[-1])
+        if code_match is not None and _has_digit(code_match.group("code")):
+            found = _fitting(code_match.group("code").upper(), _parent_system(segments))
+            if found is not None:
+                return found
+    for segment in reversed(segments[:-1]):
+        if _has_digit(segment) and any(
+            p.fullmatch(segment.upper()) for p in CODE_PATTERNS.values()
+        ):
+            return _fitting(segment.upper(), None)
+    return None
+
+
+def _parent_system(segments: list[str]) -> CodeSystem | None:
+    return system_from_segment(segments[-2]) if len(segments) > 1 else None
 
 
 def find_code(text: str) -> tuple[CodeSystem | None, str] | None:

@@ -8,7 +8,7 @@ import re
 #: "a.", "a)", "Step 1:", "Step 1 -", "i." - with the white space that follows it.
 _MARKER = re.compile(
     r"""^(?:
-        [•●◦▪▫■□○·‣⁃∙\-–—*]+\s*              # bullet glyphs (one or more)
+        [•●◦▪▫■□○·‣⁃∙\-–—*✓✔☐☑➢➤►▸→§\uf0b7\uf0a7\uf076\uf0d8\uf0fc\uf0a8]+\s*   # bullet glyphs
       | (?:step|phase|stage)\s+\d{1,3}\s*[:.)\-–—]\s*   # "Step 1:", "Step 2 -"
       | \(?\d{1,3}[.)]\s+(?!\d)                  # "1. ", "2) ", "(3) " (not "1. 5 mg")
       | \(?\d{1,3}[.)](?=[A-Za-z])              # "1.Do this"
@@ -17,7 +17,7 @@ _MARKER = re.compile(
     )""",
     re.VERBOSE | re.IGNORECASE,
 )
-_MARKER_FIRST = frozenset("•●◦▪▫■□○·‣⁃∙-–—*(")
+_MARKER_FIRST = frozenset("•●◦▪▫■□○·‣⁃∙-–—*(✓✔☐☑➢➤►▸→§\uf0b7\uf0a7\uf076\uf0d8\uf0fc\uf0a8")
 _STEP_WORDS = frozenset({"step", "phas", "stag"})
 _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s*")
 _MARKDOWN_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")

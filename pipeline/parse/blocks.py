@@ -1,14 +1,22 @@
 """DOM -> lines: one pass over the parsed page that yields the visible text as block lines.
 
 A *line* is what a reader sees as one line: a heading, a list item, a paragraph, a table cell,
-or one ``<br>``-separated line inside any of them. Each line keeps what the sectioner needs
-to decide what it is (its block tag, whether it is all bold, a leading bold label, its links)
-and the id of the container it came from, so that two lists can be told apart.
+or one ``<br>``-separated line inside any of them. Each line keeps what the sectioner needs to
+decide the role it plays: its block tag, its heading level when the markup gives one (``<h1>``-
+``<h6>``, ``role="heading"`` with ``aria-level``), a heading *hint* when the markup suggests one
+(``<dt>``, ``<summary>``, an accordion button, a class token such as ``section-title``), whether
+it is all bold or all in a large font (``<b>``, ``<strong>``, ``font-weight`` and ``font-size``
+styles, ``<font size>``), a leading bold label, its links and how much of it is link text, and
+the id of the container it came from, so that two lists can be told apart.
 
 The walk is one ``traverse()`` (a C-level iteration over every node) with a constant amount of
 Python work per node; it is iterative, so 100,000 nested elements cannot overflow the stack.
-Chrome is skipped on the way: container elements whose class, id or role marks them as chrome
-(cookie banners, ads, sidebars, FAQ blocks...) are entered but ignored, with their subtree.
+Chrome is skipped on the way and counted (:class:`ChromeCount`): a container whose *whole*
+class or id token names chrome (``sidebar``, ``site-footer``, ``cookie-banner``; not
+``shareable-content`` or ``popular-questions-answered``), whose ARIA role is navigation, banner,
+contentinfo, complementary or search, or that is hidden; a ``<footer>`` outside an
+``<article>`` or ``<section>``; a ``<header>`` that does not hold the page's title. A container that
+holds most of the page's text is never chrome, whatever its class says.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ BLOCK_TAGS: frozenset[str] = frozenset(
         "dialog", "div", "dl", "dt", "fieldset", "figcaption", "figure", "footer", "h1", "h2",
         "h3", "h4", "h5", "h6", "header", "hr", "html", "li", "main", "ol", "p", "pre",
         "section", "summary", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "ul",
-        "legend", "label", "option",
+        "legend", "label", "option", "nav",
     }
 )  # fmt: skip
 #: Block elements whose lines belong together (a list, a paragraph, a cell...).
@@ -37,15 +45,22 @@ BOLD_TAGS: frozenset[str] = frozenset({"b", "strong"})
 #: Nodes whose content is never text of the page.
 SKIP_TAGS: frozenset[str] = frozenset(
     {"script", "style", "noscript", "template", "svg", "math", "head", "title", "iframe",
-     "object", "embed", "canvas", "input", "select", "textarea", "button", "img", "video",
-     "audio", "map"}
+     "object", "embed", "canvas", "input", "select", "textarea", "img", "video",
+     "audio", "map", "figcaption", "caption"}
 )  # fmt: skip
 #: Containers whose class, id and role are checked for chrome.
 CHECKED_TAGS: frozenset[str] = frozenset(
     {"div", "section", "aside", "ul", "ol", "dl", "table", "p", "span", "header", "footer",
      "nav", "form", "article", "li", "td", "tr", "center", "font"}
 )  # fmt: skip
+#: Inline elements whose style may make their text bold or large.
+STYLED_TAGS: frozenset[str] = frozenset({"span", "font"})
 HEADING_TAGS: dict[str, int] = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+#: Block elements whose markup may make them a heading (class, role, tag).
+_HEADING_HOSTS: frozenset[str] = frozenset({"div", "p", "dt", "summary", "button", "td", "th"})
+#: Sectioning content: a ``<footer>`` inside one is the article's own, not the site's (a
+#: footer directly in ``<main>`` or ``<body>`` is the page's footer).
+CONTENT_TAGS: frozenset[str] = frozenset({"article", "section"})
 
 # What an open element does, coded once per tag.
 _INLINE, _BLOCK, _GROUP, _BOLD, _LINK, _SKIP = range(6)
@@ -60,6 +75,19 @@ _KIND: dict[str, int] = {
 # A newline inside a text node is only a line break when the next line starts like a list
 # item or a markdown heading (pages pasted from Markdown or plain text).
 _SOFT_BREAK = re.compile(r"\n[ \t]*(?=[#•●▪◦*·\-–]|\d{1,2}[.)]\s|step\s+\d)", re.IGNORECASE)
+_BOLD_STYLE = re.compile(r"font-weight\s*:\s*(?:bold|bolder|[6-9]00)", re.IGNORECASE)
+_SIZE_STYLE = re.compile(
+    r"font-size\s*:\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>px|pt|em|rem|%)", re.IGNORECASE
+)
+#: Class-token words that mark an element as a heading ("section-title", "card-header").
+_HEADING_CLASS = re.compile(
+    r"(?:^|[-_])(?:title|heading|headline|header|subheading|subtitle|hdr|accordion-button"
+    r"|accordion-toggle|accordion-header|panel-title|card-title)(?:$|[-_\d])",
+    re.IGNORECASE,
+)
+_BOLD_CLASS = re.compile(r"^(?:font-(?:bold|semibold|extrabold|black)|fw-bold|bold|strong)$")
+#: Large text: at least this many pixels (pt and em converted at 16 px per em, 0.75 pt per px).
+BIG_PX = 17.5
 
 
 @dataclass(slots=True)
@@ -73,41 +101,151 @@ class Line:
     lead_bold: str = ""
     links: list[tuple[str, str]] = field(default_factory=list)
     in_list: bool = False
+    level: int = 0  # heading level the markup gives (h1-h6, aria-level); 0 for none
+    hint: str = ""  # markup that suggests a heading: dt, summary, button, class, big
+    link_chars: int = 0  # characters of the text inside links
+    size: float = 0.0  # smallest font size (px) of its text that the page states; 0 unknown
+
+
+@dataclass(slots=True)
+class ChromeCount:
+    """Containers the walk dropped as chrome, and the characters of text they held."""
+
+    blocks: int = 0
+    chars: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Chrome:
     """How the walk recognizes chrome containers (from ``vocabulary.toml``)."""
 
-    class_or_id: re.Pattern[str]
+    token: re.Pattern[str]
+    keep: re.Pattern[str]
     roles: frozenset[str]
 
-    def marks(self, node: Any) -> bool:
-        """True when the element's class, id, role or hidden flags say it is not content."""
-        attrs = node.attributes
-        if not attrs:
-            return False
+    def marks(self, attrs: dict[str, str | None]) -> bool:
+        """True when the element's class or id tokens, role or hidden flags say it is chrome."""
         if "hidden" in attrs or attrs.get("aria-hidden") == "true":
             return True
         if attrs.get("role") in self.roles:
             return True
-        marker = f"{attrs.get('class') or ''} {attrs.get('id') or ''}"
-        return len(marker) > 1 and self.class_or_id.search(marker) is not None
+        chrome = False
+        for name in ("class", "id"):
+            value = attrs.get(name)
+            if not value:
+                continue
+            for token in value.split():
+                if self.keep.fullmatch(token):
+                    return False
+                if not chrome and self.token.fullmatch(token):
+                    chrome = True
+        return chrome
+
+
+_FONT_SIZES = {1: 10.0, 2: 13.0, 3: 16.0, 4: 18.0, 5: 24.0, 6: 32.0, 7: 48.0}
+
+
+def style_size(style: str) -> float:
+    """The font size (px) an inline style or CSS rule states, or 0."""
+    match = _SIZE_STYLE.search(style)
+    if match is None:
+        return 0.0
+    size, unit = float(match["n"]), match["unit"].lower()
+    scale = {"px": 1.0, "pt": 1 / 0.75, "em": 16.0, "rem": 16.0, "%": 0.16}[unit]
+    return size * scale
+
+
+def font_size(size: str | None) -> float:
+    """The size (px) of ``<font size=...>`` (1-7, or +N / -N from 3)."""
+    if not size:
+        return 0.0
+    size = size.strip()
+    try:
+        n = 3 + int(size) if size[:1] in "+-" else int(size)
+    except ValueError:
+        return 0.0
+    return _FONT_SIZES.get(min(max(n, 1), 7), 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Styles:
+    """Font size and weight of the page's CSS classes (from its ``<style>`` elements)."""
+
+    #: class -> (font size px or 0, bold, position of its last rule in the stylesheet)
+    classes: dict[str, tuple[float, bool, int]] = field(default_factory=dict)
+
+    def of(self, cls: str) -> tuple[float, bool]:
+        """Size and weight of an element's classes: the later rule wins, as in CSS."""
+        size, bold, size_at = 0.0, False, -1
+        for token in cls.split():
+            found = self.classes.get(token)
+            if found is not None:
+                if found[0] and found[2] > size_at:
+                    size, size_at = found[0], found[2]
+                bold = bold or found[1]
+        return size, bold
+
+
+_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
+#: At-rule blocks (print media, font faces): their rules do not style the page on screen.
+_AT_BLOCK = re.compile(r"@[^{};]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}")
+_CLASS_SELECTOR = re.compile(r"^(?:[a-z0-9]+)?\.([\w-]+)$", re.IGNORECASE)
+#: CSS read per page, at most (pdf2htmlEX pages carry their fonts' rules first).
+MAX_CSS = 262_144
+
+
+def parse_styles(css: str) -> Styles:
+    """Size and weight of simple class selectors (``.fs2``, ``p.title``) in a stylesheet."""
+    classes: dict[str, tuple[float, bool, int]] = {}
+    css = _AT_BLOCK.sub("", css[:MAX_CSS]) if "@" in css else css[:MAX_CSS]
+    for position, (selectors, body) in enumerate(_RULE.findall(css)):
+        if "font" not in body:
+            continue
+        size = style_size(body)
+        bold = _BOLD_STYLE.search(body) is not None
+        if not size and not bold:
+            continue
+        for selector in selectors.split(","):
+            match = _CLASS_SELECTOR.match(selector.strip())
+            if match is not None:
+                old_size, old_bold, old_at = classes.get(match.group(1), (0.0, False, -1))
+                classes[match.group(1)] = (
+                    size or old_size,
+                    bold or old_bold,
+                    position if size else old_at,
+                )
+    return Styles(classes)
+
+
+def _accordion(attrs: dict[str, str | None]) -> bool:
+    """A button that opens a panel (accordion, collapse): its text is the panel's heading."""
+    if "aria-controls" in attrs or "aria-expanded" in attrs:
+        return True
+    toggle = attrs.get("data-toggle") or attrs.get("data-bs-toggle") or ""
+    if toggle == "collapse":
+        return True
+    return _HEADING_CLASS.search(attrs.get("class") or "") is not None or "accordion" in (
+        attrs.get("class") or ""
+    )
 
 
 class _Lines:
     """The line being built, and the lines done; one instance per page."""
 
     __slots__ = (
-        "all_bold", "blocks", "bold_depth", "bold_parts", "group", "groups", "in_list",
-        "lead_open", "lines", "links", "list_depth", "next_group", "parts", "tag",
+        "all_bold", "blocks", "bold_depth", "bold_parts", "group", "groups", "hint", "hints",
+        "in_list", "lead_open", "level", "levels", "lines", "link_chars", "links", "list_depth",
+        "next_group", "parts", "size", "sizes", "tag",
     )  # fmt: skip
 
     def __init__(self) -> None:
         self.lines: list[Line] = []
         self.blocks: list[str] = ["body"]
         self.groups: list[int] = [0]
+        self.levels: list[int] = [0]
+        self.hints: list[str] = [""]
         self.bold_depth = 0
+        self.sizes: list[float] = [0.0]
         self.list_depth = 0
         self.next_group = 1
         self._reset()
@@ -117,10 +255,14 @@ class _Lines:
         self.bold_parts: list[str] = []
         self.links: list[tuple[str, str]] = []
         self.all_bold = True
+        self.size = -1.0
         self.lead_open = True
         self.tag = ""
         self.group = 0
         self.in_list = False
+        self.level = 0
+        self.hint = ""
+        self.link_chars = 0
 
     def flush(self) -> None:
         if not self.parts:
@@ -129,8 +271,11 @@ class _Lines:
         if text:
             lead = collapse("".join(self.bold_parts)) if self.bold_parts else ""
             self.lines.append(
-                Line(text, self.tag, self.group, self.all_bold, lead, self.links, self.in_list)
-            )
+                Line(
+                    text, self.tag, self.group, self.all_bold, lead, self.links, self.in_list,
+                    self.level, self.hint, self.link_chars, max(self.size, 0.0),
+                )
+            )  # fmt: skip
         self._reset()
 
     def add(self, raw: str, link: list[str] | None) -> None:
@@ -147,6 +292,8 @@ class _Lines:
         if not self.parts:
             self.tag = self.blocks[-1]
             self.group = self.groups[-1]
+            self.level = self.levels[-1]
+            self.hint = self.hints[-1]
             self.in_list = self.list_depth > 0
         self.parts.append(raw)
         if self.bold_depth:
@@ -155,8 +302,12 @@ class _Lines:
         else:
             self.all_bold = False
             self.lead_open = False
+        size = self.sizes[-1]
+        if self.size < 0 or size < self.size:
+            self.size = size
         if link is not None:
             link.append(raw)
+            self.link_chars += len(raw.strip())
 
 
 def _site_header(root: Any, header: Any) -> bool:
@@ -168,21 +319,93 @@ def _site_header(root: Any, header: Any) -> bool:
     return content_h1 is not None and content_h1.mem_id != h1.mem_id
 
 
-def walk(root: Any, chrome: Chrome | None = None) -> list[Line]:
-    """The lines of ``root`` (a selectolax node) in document order.
+def _block_heading(tag: str, attrs: dict[str, str | None]) -> tuple[int, str]:
+    """(level, hint) that a block element's markup gives the lines inside it."""
+    level = HEADING_TAGS.get(tag, 0)
+    if attrs.get("role") == "heading":
+        aria = attrs.get("aria-level") or ""
+        return (int(aria) if aria.isdigit() and 0 < int(aria) < 7 else level or 2), "aria"
+    if level:
+        return level, "h"
+    if tag == "dt":
+        return 0, "dt"
+    if tag == "summary":
+        return 0, "summary"
+    cls = attrs.get("class")
+    if cls and _HEADING_CLASS.search(cls):
+        return 0, "class"
+    return 0, ""
+
+
+class _Walk:
+    """State of one walk: the open elements and the chrome decisions."""
+
+    def __init__(self, root: Any, chrome: Chrome | None) -> None:
+        self.root = root
+        self.chrome = chrome
+        self.count = ChromeCount()
+        self.page_chars = -1
+
+    def is_chrome(self, node: Any, tag: str, attrs: dict[str, str | None], inside: int) -> bool:
+        if tag == "header":
+            return _site_header(self.root, node)
+        if tag == "footer" and not inside:
+            return self._confirmed(node)
+        if self.chrome is None or not attrs or not self.chrome.marks(attrs):
+            return False
+        return self._confirmed(node)
+
+    def _confirmed(self, node: Any) -> bool:
+        """Chrome unless the container holds most of the page's text (a mislabelled wrapper)."""
+        chars = len(node.text(deep=True, strip=True))
+        if self.page_chars < 0:
+            self.page_chars = len(self.root.text(deep=True, strip=True))
+        if self.page_chars and chars > 0.6 * self.page_chars:
+            return False
+        self.count.blocks += 1
+        self.count.chars += chars
+        return True
+
+
+#: Elements whose attributes are read (chrome, heading markup, font size and weight).
+_ATTR_TAGS: frozenset[str] = (
+    CHECKED_TAGS
+    | STYLED_TAGS
+    | frozenset(
+        {"h1", "h2", "h3", "h4", "h5", "h6", "dt", "summary", "th", "b", "strong", "em", "i", "u"}
+    )
+)
+_NO_STYLES = Styles()
+
+
+def walk(root: Any, chrome: Chrome | None = None, styles: Styles | None = None) -> list[Line]:
+    """The lines of ``root`` (a selectolax node) in document order; see :func:`walk_counted`."""
+    return walk_counted(root, chrome, styles)[0]
+
+
+def walk_counted(
+    root: Any, chrome: Chrome | None = None, styles: Styles | None = None
+) -> tuple[list[Line], ChromeCount]:
+    """The lines of ``root`` in document order, and what was dropped as chrome.
 
     Open elements are kept on a stack by ``mem_id``; an element is closed when a later node's
     parent is an element below it on the stack. Skipped subtrees (``<img>``, ``<svg>``, chrome
-    containers) are entered but their text is ignored.
+    containers) are entered but their text is ignored. ``styles`` gives the font size and
+    weight of the page's CSS classes.
     """
+    css = styles or _NO_STYLES
     out = _Lines()
+    state = _Walk(root, chrome)
     ids: list[int] = [root.mem_id]
     kinds: list[int] = [_BLOCK]
     tags: list[str] = [root.tag]
+    bolds: list[bool] = [False]  # per open element: its style makes its text bold
+    sizes = out.sizes  # per open element: the font size of its text (inherited), 0 unknown
     saved_links: list[tuple[list[str] | None, str]] = []
     link: list[str] | None = None  # anchor text parts of the <a> we are in
     href = ""
     skip = 0
+    content_depth = 0
     kind_of = _KIND.get
     nodes = root.traverse(include_text=True)
     next(nodes, None)  # the root itself
@@ -202,16 +425,23 @@ def walk(root: Any, chrome: Chrome | None = None) -> list[Line]:
             ids.pop()
             kind = kinds.pop()
             closed = tags.pop()
+            sizes.pop()
+            if bolds.pop():
+                out.bold_depth -= 1
             if kind == _SKIP:
                 skip -= 1
             elif kind >= _BLOCK and kind <= _GROUP:
                 if out.parts:
                     out.flush()
                 out.blocks.pop()
+                out.levels.pop()
+                out.hints.pop()
                 if kind == _GROUP:
                     out.groups.pop()
                 if closed == "li":
                     out.list_depth -= 1
+                elif closed in CONTENT_TAGS:
+                    content_depth -= 1
             elif kind == _BOLD:
                 out.bold_depth -= 1
             elif kind == _LINK and link is not None:
@@ -226,26 +456,61 @@ def walk(root: Any, chrome: Chrome | None = None) -> list[Line]:
                 out.flush()
             continue
         kind = kind_of(tag, _INLINE)
-        if not skip and tag in CHECKED_TAGS:
-            if tag == "header":
-                if _site_header(root, node):
-                    kind = _SKIP
-            elif chrome is not None and chrome.marks(node):
-                kind = _SKIP
+        attrs = node.attributes if (not skip and tag in _ATTR_TAGS) or tag == "button" else None
+        size = 0.0
+        bold = False
+        if tag == "button":
+            kind = _BLOCK if attrs and _accordion(attrs) else _SKIP
+        elif (
+            attrs is not None
+            and tag in CHECKED_TAGS
+            and state.is_chrome(node, tag, attrs, content_depth)
+        ):
+            kind = _SKIP
+        if attrs and kind != _SKIP:
+            style = attrs.get("style")
+            if style:
+                size = style_size(style)
+                bold = _BOLD_STYLE.search(style) is not None
+            cls = attrs.get("class")
+            if cls:
+                class_size, class_bold = css.of(cls) if css.classes else (0.0, False)
+                size = size or class_size
+                bold = bold or class_bold or any(_BOLD_CLASS.match(t) for t in cls.split())
+            if tag == "font":
+                size = size or font_size(attrs.get("size"))
         ids.append(node.mem_id)
         kinds.append(kind)
         tags.append(tag)
+        sizes.append(size or sizes[-1])
+        bolds.append(bold)
+        if bold:
+            out.bold_depth += 1
         if kind == _SKIP:
             skip += 1
         elif kind in (_BLOCK, _GROUP):
             if out.parts:
                 out.flush()
             out.blocks.append(tag)
+            if attrs is not None and (tag in HEADING_TAGS or tag in _HEADING_HOSTS):
+                level, hint = _block_heading(tag, attrs)
+                if tag == "dt":
+                    hint = "dt"
+                elif tag in ("summary", "button"):
+                    hint = "summary"
+            else:
+                level, hint = HEADING_TAGS.get(tag, 0), "h" if tag in HEADING_TAGS else ""
+            if not level and not hint and out.hints[-1] and tag in ("p", "div"):
+                level, hint = out.levels[-1], out.hints[-1]  # inside a heading element
+            out.levels.append(level)
+            out.hints.append(hint)
             if kind == _GROUP:
                 out.groups.append(out.next_group)
                 out.next_group += 1
             if tag == "li":
                 out.list_depth += 1
+            elif tag in CONTENT_TAGS:
+                content_depth += 1
         elif kind == _BOLD:
             out.bold_depth += 1
         elif kind == _LINK:
@@ -255,4 +520,4 @@ def walk(root: Any, chrome: Chrome | None = None) -> list[Line]:
     if link is not None:
         out.links.append((href, collapse("".join(link))))
     out.flush()
-    return out.lines
+    return out.lines, state.count

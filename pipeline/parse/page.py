@@ -1,31 +1,29 @@
-"""One page in, one validated record out: the parser's entry point.
+"""One page in, one validated record out: the extractor's entry point.
 
-``parse_page(data, url)`` runs, in order: the input checks (size, empty, binary, not HTML), the
-decoding (:mod:`pipeline.parse.encoding`), one selectolax parse, chrome removal by one CSS
-query, one walk into lines (:mod:`pipeline.parse.blocks`), the section split
-(:mod:`pipeline.parse.sections`), the normalizers, and Pydantic validation. Every failure is a
-typed :class:`~pipeline.errors.ParseError` or :class:`~pipeline.errors.RecordInvalid`.
+:func:`extract` runs, in order: the input checks and decoding (:mod:`pipeline.parse.guard`),
+one selectolax parse, the page's structured data (:mod:`pipeline.parse.structured`: JSON-LD,
+canonical link), chrome removal by tag in C, one walk into lines that also drops chrome by
+class token, role and position (:mod:`pipeline.parse.blocks`), the split into title and sections
+by heading role and meaning (:mod:`pipeline.parse.sections`), the normalizers, and Pydantic
+validation. It returns the record and an :class:`~pipeline.models.ExtractionReport` of what the
+page lost (headings left unclassified, chrome dropped). Every failure is a typed
+:class:`~pipeline.errors.ParseError` or :class:`~pipeline.errors.RecordInvalid`.
+
+It is a pure function of the bytes (and the location they came from): no network, no state.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import pydantic
 from selectolax.lexbor import LexborHTMLParser
 
-from pipeline.errors import (
-    BinaryContent,
-    EmptyPage,
-    MissingCode,
-    NotAProcedurePage,
-    NotHtml,
-    PageTooLarge,
-    RecordInvalid,
-)
-from pipeline.models import CodeSystem, Procedure, code_fits
+from pipeline.errors import EmptyPage, MissingCode, NotAProcedurePage, RecordInvalid
+from pipeline.models import CodeSystem, ExtractionReport, Procedure, code_fits
 from pipeline.normalize.anesthesia import find_anesthesia
 from pipeline.normalize.codes import (
     code_from_location,
@@ -39,78 +37,42 @@ from pipeline.normalize.roles import classify_role, split_personnel
 from pipeline.normalize.stay import find_hospital_stay
 from pipeline.normalize.text import clean_item, collapse
 from pipeline.normalize.venues import find_venues
-from pipeline.parse.blocks import walk
-from pipeline.parse.encoding import decode_html
+from pipeline.parse.blocks import ChromeCount, Line, Styles, parse_styles, walk_counted
+from pipeline.parse.guard import check_nesting, decode_page
 from pipeline.parse.sections import (
+    BARE_CODE,
+    CODE_BADGE,
     SECTION_ORDER,
     Entry,
+    Section,
     SplitPage,
+    intro_entries,
+    is_code_label,
     repair_lost_headings,
+    section_text,
     split_sections,
 )
+from pipeline.parse.structured import PageMeta, page_metadata
 from pipeline.parse.vocabulary import Vocabulary, load_vocabulary
 
-#: Pages larger than this are refused before parsing (bytes).
-MAX_PAGE_BYTES = 5 * 1024 * 1024
+PARSER_VERSION = "2"
 
-#: Deeper nesting, or more attributes on one element, is refused (see _check_nesting).
-MAX_NESTING = 2048
-MAX_ATTRIBUTES = 4096
-MAX_OPTIONS = 10_000
-MAX_LEFT_OPEN = 1000
-_SCAN_FROM = 4096
-
-PARSER_VERSION = "1"
-
-_BINARY_MAGIC: tuple[bytes, ...] = (
-    b"\x89PNG", b"GIF8", b"\xff\xd8\xff", b"%PDF", b"PK\x03\x04", b"\x1f\x8b", b"BZh",
-    b"\xfd7zXZ", b"7z\xbc\xaf", b"RIFF", b"\x00\x00\x01\x00", b"OggS", b"ID3", b"\x7fELF",
-    b"MZ", b"wOFF", b"wOF2",
-)  # fmt: skip
-_TAG_START = re.compile(r"<(/?)([a-z][a-z0-9]*)")
-_RAW_TEXT_TAGS = frozenset({"script", "style", "textarea", "title", "xmp", "noscript"})
-_VOID = frozenset(
-    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
-     "wbr", "param", "keygen"}
-)  # fmt: skip
-#: Start tags that close an open element of these names first (as the HTML parser does).
-_CLOSED_BY: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "td": (("td", "th"), ("table", "tr")), "th": (("td", "th"), ("table", "tr")),
-    "tr": (("tr",), ("table",)), "li": (("li",), ("ul", "ol")),
-    "p": (("p",), ("div", "td", "th", "li", "table", "blockquote", "section", "article")),
-    "dt": (("dt", "dd"), ("dl",)), "dd": (("dt", "dd"), ("dl",)),
-    "option": (("option",), ("select",)),
-}  # fmt: skip
-_LOOK_DOWN = 64
-_FORMATTING = frozenset(
-    {
-        "a",
-        "b",
-        "big",
-        "code",
-        "em",
-        "font",
-        "i",
-        "nobr",
-        "s",
-        "small",
-        "strike",
-        "strong",
-        "tt",
-        "u",
-    }
+_CODE_FORMAT = (
+    r"(?:\d{4}[0-9FTUM]|[A-Z]\d{4}|[0-9A-HJ-NP-Z]{7}|[A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)"
 )
-#: Bytes that do not occur in text (C0 controls other than tab, newlines, form feed).
-_CONTROL_BYTES = bytes([*range(9), *range(14, 32)])
-_HTML_SIGN = re.compile(
-    r"<\s*(?:!doctype\s+html|html|head|body|p|div|h[1-6]|table|ul|ol|li|br|span|a|meta|title|"
-    r"main|article|section|dl|font|b|strong)\b",
-    re.IGNORECASE,
+_SYSTEM_LABEL = (
+    r"(?:CPT|HCPCS(?:\s+Level\s+II)?|ICD-?10-?(?:CM|PCS))\s*(?:®|\(R\))?\s*(?:code)?\s*[#:]?"
 )
+#: A code before the title: "CPT® 45378 – Colonoscopy", "45378: Colonoscopy",
+#: "CPT 45378Colonoscopy".
 _CODE_PREFIX = re.compile(
-    r"^(?:(?:CPT|HCPCS|ICD-?10-?(?:CM|PCS))\s*®?\s*(?:code)?\s*)?([A-Z0-9]{4,7}(?:\.[A-Z0-9]{1,4})?)"
-    r"\s*[-–—:|]\s+(?=\S)",
+    rf"^(?:{_SYSTEM_LABEL}\s*)?(?P<code>{_CODE_FORMAT})\s*[-–—:|]\s+(?=\S)"
+    rf"|^{_SYSTEM_LABEL}\s*(?P<glued>{_CODE_FORMAT})(?:\s+|(?=[A-Z][a-z]))",
     re.IGNORECASE,
+)
+#: A code after the title: "Colonoscopy (CPT 45378)", "Colonoscopy – CPT code 45378".
+_CODE_SUFFIX = re.compile(
+    rf"\s*[(\[\-–—|:,]?\s*{_SYSTEM_LABEL}\s*(?P<code>{_CODE_FORMAT})\s*[)\]]?\s*$", re.IGNORECASE
 )
 _CODE_HREF = re.compile(r"/code/(?:cpt4?|hcpcs|icd-?10-?(?:cm|pcs))/", re.IGNORECASE)
 _CODE = r"[A-Z0-9]{3,7}(?:\.[A-Z0-9]{1,4})?"
@@ -124,6 +86,21 @@ _ANESTHESIA_SOURCES = (
     "summary", "purpose", "preparation", "steps", "duration", "setting", "recovery",
     "patient_experience", "anesthesia_info",
 )  # fmt: skip
+#: Sections only a procedure page has; a page with none of them and condition sections
+#: (causes, symptoms, diagnosis, treatment options...) describes a condition.
+_PROCEDURE_ONLY = frozenset(
+    {"steps", "preparation", "duration", "setting", "personnel", "patient_experience"}
+)
+#: Sections whose text the record keeps in ``other_sections``.
+_KEPT_AS_OTHER = frozenset({"other", "anesthesia_info", "condition"})
+
+
+@dataclass(frozen=True, slots=True)
+class Extraction:
+    """A page's validated record and what extracting it saw."""
+
+    record: Procedure
+    report: ExtractionReport
 
 
 def parse_page(
@@ -133,184 +110,46 @@ def parse_page(
     http_charset: str | None = None,
     vocabulary: Vocabulary | None = None,
 ) -> Procedure:
-    """Parse one page into a validated :class:`Procedure`.
+    """Parse one page into a validated :class:`Procedure` (see :func:`extract`)."""
+    return extract(data, url, http_charset=http_charset, vocabulary=vocabulary).record
 
-    ``url`` is where the page came from (a URL or a file path); it becomes ``source`` and is a
-    fallback for the code and code system. ``http_charset`` is the charset of the HTTP
-    Content-Type header, if the page was fetched.
+
+def extract(
+    data: bytes | str,
+    url: str | None = None,
+    *,
+    http_charset: str | None = None,
+    vocabulary: Vocabulary | None = None,
+) -> Extraction:
+    """Extract one page: its validated record and its :class:`ExtractionReport`.
+
+    ``url`` is where the page came from (a URL or a file path); it becomes ``source`` and is the
+    last place the code is looked for. ``http_charset`` is the charset of the HTTP Content-Type
+    header, if the page was fetched.
 
     Raises :class:`~pipeline.errors.ParseError` subclasses for pages that are not procedure
     pages and :class:`~pipeline.errors.RecordInvalid` when the record breaks a model rule.
     """
     vocab = vocabulary or load_vocabulary()
     source = url or "<memory>"
-    text = _decode(data, source, http_charset)
-    _check_nesting(text, source)
+    text = decode_page(data, source, http_charset)
+    check_nesting(text, source)
     tree = LexborHTMLParser(text)
+    meta = page_metadata(tree) if "ld+json" in text or "canonical" in text else PageMeta()
     doc_title = _document_title(tree)
-    _remove_chrome(tree, vocab)
+    styles = _styles(tree) if "<style" in text or "<STYLE" in text else None
+    stripped = _remove_chrome(tree, vocab)
     body = tree.body
-    lines = walk(body, vocab.chrome) if body is not None else []
+    lines, chrome = (
+        walk_counted(body, vocab.chrome, styles) if body is not None else ([], ChromeCount())
+    )
     if not lines:
         raise EmptyPage("page has no visible text", source=source)
-    page = split_sections(lines, vocab)
+    page = split_sections(lines, vocab, doc_title)
     repair_lost_headings(page)
-    return _build(page, lines, doc_title, source, url, vocab)
-
-
-# --- input checks --------------------------------------------------------------------------------
-
-
-def _decode(data: bytes | str, source: str, http_charset: str | None) -> str:
-    size = len(data)
-    if size > MAX_PAGE_BYTES:
-        raise PageTooLarge(
-            f"page is {size:,} bytes, over the {MAX_PAGE_BYTES:,}-byte limit", source=source
-        )
-    if isinstance(data, bytes):
-        if not data.strip():
-            raise EmptyPage("page is empty", source=source)
-        if _looks_binary(data):
-            raise BinaryContent("page is binary data, not text", source=source)
-        text = decode_html(data, http_charset)
-    else:
-        text = data
-    if not text.strip():
-        raise EmptyPage("page is empty", source=source)
-    if "\x00" in text:
-        text = text.replace("\x00", "")  # browsers ignore U+0000 in text
-    if "<noscript" in text or "<NOSCRIPT" in text:
-        text = _drop_noscript(text)
-    if not _HTML_SIGN.search(text, 0, 65536):
-        raise NotHtml("text with no HTML markup", source=source)
-    return text
-
-
-def _drop_noscript(text: str) -> str:
-    """Remove ``<noscript>`` elements, in one forward pass.
-
-    lexbor parses with scripting off, where ``<noscript>`` content is markup; browsers
-    (scripting on) read it as raw text that is never shown. An unclosed one runs to the end.
-    """
-    low = text.lower()
-    kept: list[str] = []
-    start = 0
-    while (open_at := low.find("<noscript", start)) >= 0:
-        kept.append(text[start:open_at])
-        close = low.find("</noscript", open_at + 9)
-        if close < 0:
-            return "".join(kept)
-        end = low.find(">", close)
-        start = len(text) if end < 0 else end + 1
-    kept.append(text[start:])
-    return "".join(kept)
-
-
-def _check_nesting(text: str, source: str) -> None:
-    """Refuse pathological markup before the HTML parser sees it.
-
-    lexbor's tree construction is quadratic in nesting depth (100,000 nested ``<div>`` take
-    25 s) and in the attributes of one element (100,000 attributes take 40 s); browsers cap
-    depth at 512 for the same reason. Pages with few tags and attributes (every ordinary page)
-    skip the scan; the others get one linear pass over their tags that ignores raw text
-    (scripts, styles, comments) and elements that do not nest (void, auto-closing, formatting).
-    """
-    if text.count("<") < _SCAN_FROM and text.count("=") < _SCAN_FROM:
-        return
-    stack: list[str] = []
-    # Formatting elements with attributes left open when their paragraph closed: the parser
-    # re-creates all of them in every later paragraph (identical ones are capped at three).
-    left_open = 0
-    options = 0
-    for is_end, name, self_closing, attributes in _scan_tags(text):
-        if attributes > MAX_ATTRIBUTES:
-            raise _pathological(f"an element with more than {MAX_ATTRIBUTES:,} attributes", source)
-        if is_end:
-            _pop_to(stack, (name,), ())
-            continue
-        if name in _VOID or self_closing:
-            continue
-        if name == "option":
-            options += 1
-            if options > MAX_OPTIONS:
-                raise _pathological(f"more than {MAX_OPTIONS:,} form options", source)
-        if name in _FORMATTING and attributes:
-            stack.append(name + "=")  # marked: carries attributes
-        else:
-            implied = _CLOSED_BY.get(name)
-            if implied:
-                dropped = _pop_to(stack, *implied)
-                if name == "p":
-                    left_open += sum(1 for n in dropped if n.endswith("="))
-                    if left_open > MAX_LEFT_OPEN:
-                        raise _pathological(
-                            f"more than {MAX_LEFT_OPEN:,} formatting elements left open", source
-                        )
-            stack.append(name)
-        if len(stack) > MAX_NESTING:
-            raise _pathological(f"elements nested deeper than {MAX_NESTING:,} levels", source)
-
-
-def _pathological(what: str, source: str) -> PageTooLarge:
-    return PageTooLarge(f"{what}: not a procedure page", source=source)
-
-
-def _scan_tags(text: str) -> Iterator[tuple[bool, str, bool, int]]:
-    """(is end tag, name, self-closing, number of ``=``) of each tag, in one forward pass.
-
-    Comments and raw-text elements (scripts, styles...) are skipped; an opener with no closer
-    ends the scan (the rest of the page is raw text or junk), so the pass stays linear.
-    """
-    low = text.lower()
-    i = low.find("<")
-    while i >= 0:
-        if low.startswith("<!--", i):
-            end = low.find("-->", i + 4)
-            if end < 0:
-                return
-            i = low.find("<", end + 3)
-            continue
-        match = _TAG_START.match(low, i)
-        if match is None:
-            i = low.find("<", i + 1)
-            continue
-        close = low.find(">", match.end())
-        if close < 0:
-            return
-        is_end, name = match.group(1) == "/", match.group(2)
-        yield is_end, name, low[close - 1] == "/", low.count("=", match.end(), close)
-        if not is_end and name in _RAW_TEXT_TAGS:
-            end = low.find("</" + name, close + 1)
-            if end < 0:
-                return
-            i = end
-            continue
-        i = low.find("<", close + 1)
-
-
-def _pop_to(stack: list[str], names: tuple[str, ...], scope: tuple[str, ...]) -> list[str]:
-    """Close the innermost open element named in ``names``, not looking past a ``scope``
-    element (an ``<li>`` closes the open ``<li>`` of its own list, not of an outer one);
-    returns the elements closed with it."""
-    for i in range(len(stack) - 1, max(len(stack) - _LOOK_DOWN, 0) - 1, -1):
-        name = stack[i].rstrip("=")
-        if name in names:
-            dropped = stack[i + 1 :]
-            del stack[i:]
-            return dropped
-        if name in scope:
-            break
-    return []
-
-
-def _looks_binary(data: bytes) -> bool:
-    head = data[:4096]
-    if head.startswith(_BINARY_MAGIC) and not head.lstrip().startswith(b"<"):
-        return True
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return False  # UTF-16 with a byte-order mark
-    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
-    return controls > len(head) * 0.1
+    chrome.blocks += stripped.blocks
+    chrome.chars += stripped.chars
+    return _build(page, lines, doc_title, meta, source, url, vocab, chrome)
 
 
 # --- tree ----------------------------------------------------------------------------------------
@@ -324,9 +163,21 @@ def _document_title(tree: LexborHTMLParser) -> str | None:
     return _TITLE_SUFFIX.sub("", title) or None
 
 
-def _remove_chrome(tree: LexborHTMLParser, vocab: Vocabulary) -> None:
+def _styles(tree: LexborHTMLParser) -> Styles | None:
+    """Font size and weight of the page's CSS classes (PDF and Word exports mark headings so)."""
+    css = "".join(node.text(deep=True) for node in tree.css("style"))
+    styles = parse_styles(css) if "font" in css else None
+    return styles if styles is not None and styles.classes else None
+
+
+def _remove_chrome(tree: LexborHTMLParser, vocab: Vocabulary) -> ChromeCount:
     """Drop elements that are never content (scripts, navigation, sidebars...) in C."""
+    count = ChromeCount()
+    for node in tree.css("nav, aside, dialog, menu"):
+        count.blocks += 1
+        count.chars += len(node.text(deep=True, strip=True))
     tree.strip_tags(list(vocab.chrome_tags))
+    return count
 
 
 # --- record --------------------------------------------------------------------------------------
@@ -334,29 +185,48 @@ def _remove_chrome(tree: LexborHTMLParser, vocab: Vocabulary) -> None:
 
 def _build(
     page: SplitPage,
-    lines: list[Any],
+    lines: list[Line],
     doc_title: str | None,
+    meta: PageMeta,
     source: str,
     url: str | None,
     vocab: Vocabulary,
-) -> Procedure:
-    present = {s.key for s in page.sections}
-    content = present & set(SECTION_ORDER)
-    if not content - {"similar_codes"} or _is_condition_page(page, present):
+    chrome: ChromeCount,
+) -> Extraction:
+    sections = _sections_by_key(page)
+    present = set(sections)
+    fields = present & set(SECTION_ORDER)
+    intro = [] if "summary" in present else intro_entries(page)
+    others = [s for s in page.sections if s.key in _KEPT_AS_OTHER]
+    described = len(fields - {"similar_codes"})
+    if _is_condition_page(page, present) or not (described or others or "similar_codes" in fields):
         raise _not_a_procedure(page, lines, doc_title, source, url, vocab, present)
-    title, title_code = _title(page, doc_title)
+    if not described and _not_found(page, lines, doc_title, vocab):
+        raise _not_a_procedure(page, lines, doc_title, source, url, vocab, present)
+    title, title_code, title_tier = _title(page, doc_title, meta)
     if not title:
         raise NotAProcedurePage("page has content sections but no title", source=source)
-    system, code = _code(page, title_code, url, source, vocab.label_max_chars)
-    sections = _sections_by_key(page)
+    try:
+        system, code = _code(page, title_code, meta, url, source, vocab.label_max_chars)
+    except MissingCode:
+        if described >= 3:
+            raise
+        # No code, and at most two sections of a procedure page: nothing says it is one.
+        raise _not_a_procedure(page, lines, doc_title, source, url, vocab, present) from None
+    tiers: dict[str, str] = {}
+    for section in page.sections:
+        if section.key in fields:
+            tiers.setdefault(section.key, section.tier)
     record: dict[str, Any] = {
         "source": source,
         "code": code,
         "code_system": system,
         "title": title,
-        "summary": _prose(sections.get("summary")),
+        "summary": _prose(sections.get("summary")) or _prose_texts(intro),
         "purpose": _prose(sections.get("purpose")),
     }
+    if intro and record["summary"]:
+        tiers["summary"] = "intro"
     for key in ("indications", "preparation", "risks", "benefits", "recovery", "alternatives"):
         record[key] = _items(sections.get(key))
     record["steps"] = _steps(sections.get("steps"))
@@ -369,17 +239,36 @@ def _build(
     record["hospital_stay"] = _stay(sections)
     record["patient_experience"] = _experience(sections.get("patient_experience"))
     record["similar_codes"] = _similar(sections.get("similar_codes"), system)
-    record["anesthesia"] = find_anesthesia(
-        e.text for key in _ANESTHESIA_SOURCES for e in sections.get(key, ())
-    )
+    anesthesia_texts = [e.text for key in _ANESTHESIA_SOURCES for e in sections.get(key, ())]
+    if intro and "summary" not in present:
+        anesthesia_texts += intro
+    record["anesthesia"] = find_anesthesia(anesthesia_texts)
+    record["other_sections"] = [
+        {
+            "heading": collapse(s.heading).rstrip(":").strip() or "(untitled)",
+            "text": section_text(s),
+        }
+        for s in others
+    ]
     try:
-        return Procedure.model_validate(record)
+        procedure = Procedure.model_validate(record)
     except pydantic.ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}"
             for err in exc.errors()[:5]
         )
         raise RecordInvalid(f"record is invalid: {problems}", source=source) from exc
+    tiers["title"] = title_tier
+    report = ExtractionReport(
+        headings=sum(
+            1 for s in page.sections if s.key not in ("ignore", "navigation") and s.heading
+        ),
+        unclassified=sum(1 for s in page.sections if s.key == "other"),
+        chrome_blocks=chrome.blocks,
+        chrome_chars=chrome.chars,
+        tiers=MappingProxyType(tiers),
+    )
+    return Extraction(procedure, report)
 
 
 def _sections_by_key(page: SplitPage) -> dict[str, list[Entry]]:
@@ -389,13 +278,6 @@ def _sections_by_key(page: SplitPage) -> dict[str, list[Entry]]:
     return merged
 
 
-#: Sections only a procedure page has; a page with none of them and condition sections
-#: (causes, symptoms, diagnosis, treatment options...) describes a condition.
-_PROCEDURE_ONLY = frozenset(
-    {"steps", "preparation", "duration", "setting", "personnel", "patient_experience"}
-)
-
-
 def _is_condition_page(page: SplitPage, present: set[str]) -> bool:
     if present & _PROCEDURE_ONLY:
         return False
@@ -403,17 +285,23 @@ def _is_condition_page(page: SplitPage, present: set[str]) -> bool:
     return condition_headings >= 2
 
 
+def _not_found(
+    page: SplitPage, lines: list[Line], doc_title: str | None, vocab: Vocabulary
+) -> bool:
+    head = " ".join([doc_title or "", page.title or "", *(line.text for line in lines[:5])])
+    return vocab.not_found.search(head) is not None
+
+
 def _not_a_procedure(
     page: SplitPage,
-    lines: list[Any],
+    lines: list[Line],
     doc_title: str | None,
     source: str,
     url: str | None,
     vocab: Vocabulary,
     present: set[str],
 ) -> NotAProcedurePage:
-    head = " ".join([doc_title or "", page.title or "", *(line.text for line in lines[:5])])
-    if vocab.not_found.search(head):
+    if _not_found(page, lines, doc_title, vocab):
         return NotAProcedurePage(
             "a 'not found' page, not a procedure page", source=source, page_kind="not_found"
         )
@@ -431,51 +319,114 @@ def _not_a_procedure(
             page_kind="listing",
         )
     return NotAProcedurePage(
-        "no procedure sections (summary, steps, risks...) on the page", source=source
+        "no procedure content (no section describes a procedure) on the page", source=source
     )
 
 
-def _title(page: SplitPage, doc_title: str | None) -> tuple[str | None, str | None]:
-    """The official descriptor, and a code if the heading started with one."""
-    title = page.title
-    if title is None:
-        title = next(
-            (s.heading for s in page.sections if s.key == "unknown" and s.heading), doc_title
-        )
+def _title(
+    page: SplitPage, doc_title: str | None, meta: PageMeta
+) -> tuple[str | None, str | None, str]:
+    """The official descriptor, a code if the heading carried one, and where it came from."""
+    title, tier = page.title, "heading"
+    if not title and meta.names:
+        title, tier = meta.names[0], "structured"
     if not title:
-        return None, None
+        title, tier = doc_title, "document"
+    if not title:
+        return None, None, tier
     title = collapse(title)
     match = _CODE_PREFIX.match(title)
-    if match and infer_system(match.group(1).upper()) is not None:
-        return title[match.end() :], match.group(1).upper()
-    return title, None
+    if match:
+        code = (match.group("code") or match.group("glued")).upper()
+        if infer_system(code) is not None or any(code_fits(code, s) for s in CodeSystem):
+            rest = title[match.end() :].strip(" -–—:|")
+            if rest:
+                return rest, code, tier
+    match = _CODE_SUFFIX.search(title)
+    if match and match.start() > 0:
+        return title[: match.start()].rstrip(" -–—:|,("), match.group("code").upper(), tier
+    return title, None, tier
+
+
+def _label_codes(
+    preamble: list[str], label_max: int
+) -> tuple[CodeSystem | None, tuple[CodeSystem | None, str] | None]:
+    """The system a label names, and the first labeled code, in the lines around the title."""
+    label_system: CodeSystem | None = None
+    page_code: tuple[CodeSystem | None, str] | None = None
+    for i, text in enumerate(preamble):
+        if len(text) <= label_max:
+            found = system_from_label(text)
+            if label_system is None:
+                label_system = found
+            if page_code is None and is_code_label(text) and i + 1 < len(preamble):
+                bare = BARE_CODE.match(preamble[i + 1])
+                if bare is not None:
+                    page_code = (_label_system(text), bare.group("code").upper())
+        if page_code is None:
+            badge = CODE_BADGE.match(text)
+            if badge is not None:
+                page_code = (_label_system(badge.group("system")), badge.group("code").upper())
+            else:
+                page_code = find_code(text)
+    return label_system, page_code
+
+
+_SYSTEM_WORD = re.compile(
+    r"\b(?:cpt(?:\s*-?\s*4)?|hcpcs|icd\s*-?\s*10\s*-?\s*(?:cm|pcs))\b", re.IGNORECASE
+)
+
+
+def _label_system(label: str) -> CodeSystem | None:
+    """The system a code label names anywhere in it ("Procedure code (CPT)")."""
+    match = _SYSTEM_WORD.search(label)
+    return system_from_label(match.group(0) + " ") if match else None
+
+
+def _meta_system(name: str | None) -> CodeSystem | None:
+    return system_from_label(name + " ") if name else None
 
 
 def _code(
-    page: SplitPage, title_code: str | None, url: str | None, source: str, label_max: int
+    page: SplitPage,
+    title_code: str | None,
+    meta: PageMeta,
+    url: str | None,
+    source: str,
+    label_max: int,
 ) -> tuple[CodeSystem, str]:
-    """Code and system: page label and value first, then the URL or file name."""
-    label_system: CodeSystem | None = None
-    page_code: tuple[CodeSystem | None, str] | None = None
-    for text in page.preamble:
-        if label_system is None and len(text) <= label_max:
-            label_system = system_from_label(text)
-        if page_code is None:
-            page_code = find_code(text)
+    """Code and system: page label and value, title, structured data, canonical link, URL."""
+    label_system, page_code = _label_codes(page.preamble, label_max)
+    badges: list[tuple[CodeSystem | None, str]] = []
+    for label, value in page.codes:
+        badge = CODE_BADGE.match(value)
+        found = (
+            (_label_system(badge.group("system")), badge.group("code").upper())
+            if badge is not None
+            else (_label_system(label), value.upper())
+        )
+        if label and page_code is None:
+            page_code = found  # "CPT code:" | "28285": a labelled value
+            label_system = label_system or found[0]
+        elif not label:
+            badges.append(found)  # "CPT 52000" alone on a line among the sections
     if page_code is None:
         for section in page.get("name"):
             for entry in section.entries:
                 page_code = find_code(entry.text)
                 if page_code:
                     break
-    located = code_from_location(url) if url else None
     candidates: list[tuple[CodeSystem | None, str]] = []
     if page_code:
         candidates.append(page_code)
     if title_code:
         candidates.append((None, title_code))
-    if located:
-        candidates.append(located)
+    candidates += [(_meta_system(system), code.upper()) for system, code in meta.codes]
+    for location in (*meta.locations, url):
+        located = code_from_location(location) if location else None
+        if located:
+            candidates.append(located)
+    candidates += badges
     for found_system, code in candidates:
         for system in (found_system, label_system, infer_system(code)):
             if system is not None and code_fits(code, system):
@@ -486,7 +437,8 @@ def _code(
             f"code {code!r} does not fit the {label_system or 'any'} code format", source=source
         )
     raise MissingCode(
-        "no code on the page and none in its URL or file name (/code/<system>/<CODE>-<slug>)",
+        "no code on the page (label, title, structured data, canonical link) and none in its "
+        "URL or file name",
         source=source,
     )
 
@@ -494,8 +446,11 @@ def _code(
 def _prose(entries: list[Entry] | None) -> str | None:
     if not entries:
         return None
-    parts = [clean_item(e.text) if e.item else e.text for e in entries]
-    return "\n\n".join(p for p in parts if p) or None
+    return _prose_texts([clean_item(e.text) if e.item else e.text for e in entries])
+
+
+def _prose_texts(parts: list[str]) -> str | None:
+    return "\n\n".join(p for p in (clean_item(t) for t in parts) if p) or None
 
 
 def _items(entries: list[Entry] | None, slots: tuple[str, ...] | None = None) -> list[str]:
@@ -596,3 +551,6 @@ def _similar(entries: list[Entry] | None, system: CodeSystem) -> list[dict[str, 
             seen.add((code, code_system))
             out.append({"code": code, "code_system": code_system, "title": title})
     return out
+
+
+__all__ = ["PARSER_VERSION", "Extraction", "Section", "extract", "parse_page"]

@@ -1,11 +1,26 @@
-"""Lines -> typed sections, driven by what the page says rather than by one site's CSS.
+"""Lines -> title and typed sections, by the role each line plays and what its heading means.
 
-A line is a *heading* when its markup says so (``<h1>``-``<h6>``, ``<dt>``, a paragraph that is
-all bold, ``<font><b>``), when its text says so (a markdown ``#####`` line, a short upper-case
-line, a short line ending in a colon) or when it is, word for word, a known heading. Known
-headings open sections; sub-labels ("Steps Involved:", "During the procedure:") route the items
-that follow to a slot inside the current section; unknown headings become sub-labels when they
-are deeper than the current section's heading and open an ignored section otherwise.
+**Which lines are headings** (:func:`heading_of`) is read from the role a line plays on the page,
+whatever element carries it: the markup says so (``<h1>``-``<h6>``, ``role="heading"``,
+``<dt>``, ``<summary>``, an accordion button, a class such as ``section-title``), the line is
+set apart by style (all bold, all large, ``<font><b>``, UPPER CASE, a Markdown ``#####`` or
+``**...**`` line), it is a short line of its own ending in a colon, or a short question that
+stands alone above its answer. A plain line is a heading only when it is, word for word, a
+known heading.
+
+**What a heading means** is decided by :mod:`pipeline.parse.classify` (phrases, then stemmed
+cues); close calls are settled by the shape of the section's content (:func:`_settle`). A short
+line just above a heading (a "kicker": "Recovery & results" above "What to expect") lends its
+words when the heading alone names nothing. A heading made only of the procedure's name is the
+summary ("Total Knee Replacement" on the knee replacement page), one made only of "Surgery" or
+"The Operation" is the steps.
+
+**Where content goes**: under its heading's section. Sub-labels ("Common risks:", "During the
+procedure") route items within a section. A heading deeper than the current section's that
+names no section is a sub-label of it; a heading at the same level or higher that names no
+section opens an *other* section, which the record keeps in ``other_sections``: it is never
+merged into its neighbour. Chrome headings ("Frequently asked questions", "Ready to book?")
+open an ignored section; link-dense sections that name nothing are chrome too.
 
 After the split, :func:`repair_lost_headings` moves text whose heading line was lost on the page
 into the section it belongs to, using the reference site's section order.
@@ -15,39 +30,29 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
-from pipeline.normalize.text import has_marker
-from pipeline.parse.blocks import HEADING_TAGS, Line
-from pipeline.parse.vocabulary import Vocabulary, heading_key
+from pipeline.normalize.text import clean_item, has_marker
+from pipeline.parse.blocks import BIG_PX, Line
+from pipeline.parse.classify import Verdict, classify, classify_key
+from pipeline.parse.vocabulary import RECORD_SECTIONS, Vocabulary, heading_key, stems, words
 
 #: Content sections of a procedure page, in the reference site's order.
-SECTION_ORDER: tuple[str, ...] = (
-    "summary",
-    "purpose",
-    "indications",
-    "preparation",
-    "steps",
-    "duration",
-    "setting",
-    "personnel",
-    "risks",
-    "benefits",
-    "recovery",
-    "alternatives",
-    "patient_experience",
-    "similar_codes",
-)
+SECTION_ORDER: tuple[str, ...] = RECORD_SECTIONS
 PROSE_SECTIONS: frozenset[str] = frozenset({"summary", "purpose", "duration", "setting"})
 LIST_SECTIONS: frozenset[str] = frozenset(SECTION_ORDER) - PROSE_SECTIONS
-#: Sections whose content never reaches the record.
+#: Sections whose content never reaches the record's fields.
 DROPPED: frozenset[str] = frozenset(
-    {"preamble", "name", "ignore", "navigation", "unknown", "condition"}
+    {"preamble", "name", "ignore", "navigation", "unknown", "condition", "other"}
 )
+#: Sections that are page chrome: their headings are not counted as the page's headings.
+CHROME_KEYS: frozenset[str] = frozenset({"ignore", "navigation"})
 
-# Ranks: a smaller rank is a higher-level heading.
-RANK_DT = 4
-RANK_STYLED = 5  # bold paragraph, upper case line, a known heading in plain text
-RANK_LABEL = 7  # "Something:" on a line of its own
+# Levels: a smaller level is a higher-level heading.
+LEVEL_DT = 4
+LEVEL_HINT = 4  # a class, summary or accordion button that marks a heading
+LEVEL_STYLED = 5  # bold or large paragraph, upper case line, a known heading in plain text
+LEVEL_LABEL = 7  # "Something:" on a line of its own
 
 _MARKDOWN = re.compile(r"^(#{1,6})\s*(\S.*)$")
 _THREE_LETTERS = re.compile(r"[A-Z][^A-Z]*[A-Z][^A-Z]*[A-Z]")
@@ -55,8 +60,67 @@ _CAPS_OK = re.compile(r"^[A-Z0-9 ,&/()'’\-:?.]+$")
 _INLINE_LABEL = re.compile(r"^([^:.!?]{2,60}?)\s*:\s+(\S.*)$")
 _SENTENCE_END = re.compile(r"[.!]$")
 _MAX_HEADING = 100
+_MAX_QUESTION_WORDS = 14
 #: Slots an inline label ("During the procedure: ...") opens for its own line only.
 _LINE_SCOPED_SLOTS = frozenset({"during", "after", "skip"})
+_DURING = frozenset(stems(["during", "while", "throughout"]))
+_AFTER = frozenset(
+    stems(["after", "afterwards", "afterward", "following", "post", "later", "once", "next"])
+)
+
+
+def _phase(key: str) -> str | None:
+    """The patient-experience phase a heading names: "during", "after" or None."""
+    found = set(stems(words(key)))
+    if found & _DURING:
+        return "during"
+    if found & _AFTER:
+        return "after"
+    return None
+
+
+#: Lines that are page furniture of printed documents, never content.
+_FURNITURE = re.compile(
+    r"^(?:page\s+\d+(?:\s+of\s+\d+)?|\d+\s*/\s*\d+|-\s*\d+\s*-|\d{1,3}|\[\s*edit\s*\]|[¶§#])$",
+    re.IGNORECASE,
+)
+#: A cue verdict weaker than this does not open a section under a deeper heading: the heading
+#: stays a sub-label of the section it is in ("Blocked breathing during sleep" under
+#: "Is surgery right for your child?").
+STRONG_CUE = 2.5
+_CODE_FORMAT = (
+    r"(?:\d{4}[0-9FTUM]|[A-Z]\d{4}|[0-9A-HJ-NP-Z]{7}|[A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)"
+)
+#: A line that is only a code ("58558"), the value cell of a code label.
+BARE_CODE = re.compile(rf"^\s*(?=\S*\d)(?P<code>{_CODE_FORMAT})\s*$")
+#: A line that only labels a code ("CPT code:", "Procedure code (CPT)", "Diagnosis code").
+_CODE_LABEL = re.compile(
+    r"^(?!.*\b(?:codes|similar|related|also|other|see|popular)\b)"
+    r"(?:.*\b(?:code|cpt|hcpcs|icd[-\s]?10(?:[-\s]?(?:cm|pcs))?)\b.*)$",
+    re.IGNORECASE,
+)
+
+
+def is_code_label(text: str) -> bool:
+    """A line that only labels the page's code ("CPT code:", "Procedure code (CPT)")."""
+    if not 2 <= len(text) <= 60 or any(c.isdigit() for c in text.replace("10", "")):
+        return False
+    return _CODE_LABEL.match(text) is not None
+
+
+#: A short line that names a code ("CPT 52000", "HCPCS G0008"): metadata, never a heading.
+CODE_BADGE = re.compile(
+    r"^\W*(?P<system>cpt|hcpcs|icd-?10(?:-?(?:cm|pcs))?)\b\s*(?:®|\(r\))?\s*(?:level\s+ii\s*)?"
+    rf"(?:code\b\s*)?[:#]?\s*(?P<code>{_CODE_FORMAT})(?=$|[^0-9A-Za-z]|[A-Z][a-z])",
+    re.IGNORECASE,
+)
+_BYLINE = re.compile(
+    r"^(?:by\b|written by|reviewed by|medically reviewed|last (?:updated|reviewed|modified)|"
+    r"updated|published|posted|date|next review|review date|leaflet|reference"
+    r"|ref(?:erence)?\s*(?:no|number)"
+    r"|author|photo|image|credit|\d{1,2}\s+\w+\s+\d{4}$|\w+\s+\d{1,2},\s+\d{4}$)",
+    re.IGNORECASE,
+)
 
 
 @dataclass(slots=True)
@@ -69,6 +133,7 @@ class Entry:
     group: int
     links: list[tuple[str, str]] = field(default_factory=list)
     part: int = 0  # how many sub-labels of its section came before it
+    link_chars: int = 0
 
 
 @dataclass(slots=True)
@@ -80,56 +145,97 @@ class Section:
     rank: int
     entries: list[Entry] = field(default_factory=list)
     sublabels: list[str] = field(default_factory=list)
+    tier: str = "phrase"
+    verdict: Verdict | None = None
 
 
 @dataclass(slots=True)
 class SplitPage:
-    """The result of splitting a page: title, the lines before the first section, sections."""
+    """The result of splitting a page: title, the lines around it, sections, counts."""
 
     title: str | None
     preamble: list[str]
     sections: list[Section]
     headings: list[str]
+    intro: list[Entry] = field(default_factory=list)  # content between title and sections
+    codes: list[tuple[str, str]] = field(default_factory=list)  # (label, code) pairs
 
     def get(self, key: str) -> list[Section]:
         return [s for s in self.sections if s.key == key]
 
 
 @dataclass(slots=True)
-class _Heading:
+class Heading:
     text: str
     rank: int
     colon: bool
+    strong: bool = True  # markup or style says heading (not only its words)
 
 
-def _heading_of(line: Line, vocab: Vocabulary) -> _Heading | None:
+# --- which lines are headings ------------------------------------------------------------------
+
+
+def heading_of(line: Line, vocab: Vocabulary) -> Heading | None:
     """The heading ``line`` is, or None for content."""
     text = line.text
-    rank = HEADING_TAGS.get(line.tag)
-    if rank is not None:
-        return _Heading(text, rank, text.endswith(":"))
+    colon = text.endswith(":")
+    if line.level:
+        return Heading(text, line.level, colon)
     if len(text) > _MAX_HEADING:
         return None
     md = _MARKDOWN.match(text) if text[0] == "#" else None
     if md:
-        return _Heading(md.group(2), len(md.group(1)), text.endswith(":"))
-    colon = text.endswith(":")
-    if line.tag == "dt":
-        return _Heading(text, RANK_DT, colon)
+        return Heading(md.group(2), len(md.group(1)), text.endswith(":"))
+    if text[0] in "CcHhIi" and CODE_BADGE.match(text):
+        return None
+    hint = line.hint
+    if hint == "dt":
+        return Heading(text, LEVEL_DT, colon)
+    if hint in ("summary", "class"):
+        return Heading(text, LEVEL_HINT, colon)
     if line.tag == "li" or line.in_list:
         return None
-    if line.bold and not _SENTENCE_END.search(text):
-        return _Heading(text, RANK_STYLED, colon)
+    if (line.bold or hint == "big") and not _SENTENCE_END.search(text):
+        return Heading(text, LEVEL_STYLED, colon)
     if text.startswith("**") and text.endswith(("**", "**:")):
-        return _Heading(text.strip("*: "), RANK_STYLED, colon)
+        return Heading(text.strip("*: "), LEVEL_STYLED, colon)
     if len(text) <= 60 and text.isupper() and _CAPS_OK.match(text) and _THREE_LETTERS.search(text):
-        return _Heading(text, RANK_STYLED, colon)
-    if colon and len(text) <= 80 and not has_marker(text):
-        return _Heading(text[:-1], RANK_LABEL, True)
-    key = heading_key(text)
-    if len(text) <= 60 and vocab.section_of(key) is not None:
-        return _Heading(text, RANK_STYLED, colon)
+        return Heading(text, LEVEL_STYLED, colon)
+    if colon and len(text) <= 80 and not has_marker(text) and not _lead_in(text):
+        return Heading(text[:-1], LEVEL_LABEL, True)
+    if (
+        text.endswith("?")
+        and len(text.split()) <= _MAX_QUESTION_WORDS
+        and line.link_chars < len(text) // 2
+    ):
+        return Heading(text, LEVEL_STYLED, False, strong=False)
+    if len(text) <= 60 and text[0].isupper() and vocab.section_of(heading_key(text)) is not None:
+        return Heading(text, LEVEL_STYLED, colon, strong=False)
     return None
+
+
+_VERB = re.compile(
+    r"\b(?:is|are|was|were|be|been|may|might|will|would|can|could|should|must|do|does|did|have|"
+    r"has|had|need|needs|include|includes|including|such as|following|these|this|if|when|you|your|"
+    r"we|us|it|they)\b",
+    re.IGNORECASE,
+)
+_LEAD_IN_END = re.compile(
+    r"\b(?:to|if|when|after|before|of|for|by|with|that|because|and|or|as|from|in|on|are|is|"
+    r"include|includes|including|following|these|below|like|about|than)\s*:$",
+    re.IGNORECASE,
+)
+
+
+def _lead_in(text: str) -> bool:
+    """A sentence that ends in a colon to introduce a list ("Call us if you notice:").
+
+    A label is a short phrase ("Common risks:", "Before the day:"); a lead-in has a verb or
+    a pronoun, or ends with a word that needs the list to finish it.
+    """
+    if _LEAD_IN_END.search(text):
+        return True
+    return len(text.split()) > 3 and _VERB.search(text) is not None
 
 
 def _inline_label(line: Line, vocab: Vocabulary, current: str) -> tuple[str, str] | None:
@@ -161,91 +267,513 @@ def _inline_label(line: Line, vocab: Vocabulary, current: str) -> tuple[str, str
     return None
 
 
-class _Splitter:
-    __slots__ = ("current", "headings", "preamble", "sections", "slot", "title", "vocab")
+# --- the title ---------------------------------------------------------------------------------
 
-    def __init__(self, vocab: Vocabulary) -> None:
+
+def find_title(lines: list[Line], heads: list[Heading | None], vocab: Vocabulary) -> int | None:
+    """Index of the page's main heading: its ``<h1>``, else the top heading that names no section.
+
+    Without an ``<h1>``, the first heading (of any kind) that is at least as high as every
+    heading after it is the title when it names no section, or when it is strictly higher than
+    all of them (a ``<h2>`` above ``<h3>`` sections).
+    """
+    h1 = next((i for i, line in enumerate(lines) if line.level == 1 and heads[i]), None)
+    if h1 is not None:
+        return h1
+    found = [(i, h) for i, h in enumerate(heads) if h is not None and h.strong]
+    for position, (i, head) in enumerate(found):
+        later = [h.rank for _, h in found[position + 1 :]]
+        if later and head.rank > min(later):
+            continue
+        verdict = classify(head.text, vocab)
+        if verdict.section in ("ignore", "navigation"):
+            continue
+        if verdict.section is None or (later and head.rank < min(later)):
+            return i
+        return None
+    return None
+
+
+# --- the split ---------------------------------------------------------------------------------
+
+
+class _Splitter:
+    __slots__ = (
+        "broken", "codes", "current", "headings", "intro", "preamble", "sections", "slot",
+        "title_stems", "vocab", "wide",
+    )  # fmt: skip
+
+    def __init__(self, vocab: Vocabulary, title_stems: frozenset[str]) -> None:
         self.vocab = vocab
-        self.title: str | None = None
+        self.title_stems = title_stems
         self.preamble: list[str] = []
+        self.intro = Section("intro", "", 0)
+        self.broken = False  # the page breaks its paragraphs into lines (a PDF export)
+        self.wide = 0  # length of a full line on such a page
         self.sections: list[Section] = []
         self.headings: list[str] = []
+        self.codes: list[tuple[str, str]] = []
         self.current = Section("preamble", "", 0)
         self.slot = "items"
 
-    def heading(self, head: _Heading) -> None:
+    def verdict(self, text: str, kicker: str | None) -> Verdict:
+        verdict = classify(text, self.vocab).without(self.title_stems, self.vocab)
+        if verdict.section is None and kicker:
+            lent = classify(kicker, self.vocab)
+            if lent.section is not None:
+                return replace(lent, tier="kicker")
+        return verdict
+
+    def heading(self, head: Heading, kicker: str | None = None) -> None:
         key = heading_key(head.text)
-        self.headings.append(key)
         cur = self.current
         sub = self.vocab.sublabel_of(cur.key, key)
         deeper = head.rank > cur.rank or (head.rank == cur.rank and head.colon)
-        if sub is not None and (deeper or head.rank >= RANK_LABEL):
-            self.slot = sub
-            cur.sublabels.append(key)
+        if sub is not None and (deeper or head.rank >= LEVEL_LABEL):
+            self._sublabel(cur, key, sub)
             return
         if cur.key == "ignore" and head.rank > cur.rank:
             # A question under "Frequently Asked Questions", "Similar codes" under "Popular
             # codes": still chrome.
             return
-        section = self.vocab.section_of(key)
+        if cur.key == "patient_experience" and deeper:
+            phase = _phase(key)
+            if phase is not None:
+                self._sublabel(cur, key, phase)  # "While it's happening", "Later that day"
+                return
+        verdict = self.verdict(head.text, kicker)
+        section = verdict.section
+        if section is None:
+            section = self._by_words(verdict)
+        if cur.key == "other" and deeper and (verdict.tier != "phrase" or head.colon):
+            # A label inside a section that names nothing stays in it, as a line.
+            cur.entries.append(Entry(head.text, "items", False, 0))
+            return
+        if section is not None and section == cur.key and deeper:
+            self._sublabel(cur, key, self._slot_of(section, verdict))
+            return
+        if (
+            section is not None
+            and verdict.tier == "cue"
+            and verdict.score < STRONG_CUE
+            and head.rank > cur.rank
+            and cur.key in SECTION_ORDER
+        ):
+            self._sublabel(cur, key, "items" if cur.key != "patient_experience" else "notes")
+            return
         if section is not None:
-            self._open(section, head)
+            self._open(section, head, verdict)
             return
-        if cur.key in DROPPED or head.rank <= cur.rank:
-            self._open("unknown", head)
+        if deeper and cur.key in SECTION_ORDER:
+            # An unknown heading deeper than the section's own: a sub-label of it.
+            self._sublabel(cur, key, "items" if cur.key != "patient_experience" else "notes")
             return
-        # An unknown heading deeper than the section's own: a sub-label of it.
-        cur.sublabels.append(key)
-        self.slot = "items" if cur.key != "patient_experience" else "notes"
+        if cur.key in CHROME_KEYS and deeper:
+            return
+        self._open("other", head, verdict)
 
-    def _open(self, key: str, head: _Heading) -> None:
-        self.current = Section(key, head.text, head.rank)
+    def _by_words(self, verdict: Verdict) -> str | None:
+        """A heading of nothing but the procedure's name (summary) or "Surgery" (steps)."""
+        if verdict.tier == "phrase" or any(c.section for c in verdict.cues):
+            return None
+        all_stems = set(stems(words(verdict.key)))
+        vocab = self.vocab
+        if all_stems & vocab.event_words and all_stems <= (
+            vocab.stopwords | vocab.event_words | self.title_stems
+        ):
+            return "steps"  # "The operation", "The exam itself", "The laser treatment"
+        content = [s for s in verdict.content if s not in vocab.stopwords]
+        if (
+            content
+            and self.title_stems
+            and set(content) <= self.title_stems
+            and not any(s.key == "summary" for s in self.sections)
+        ):
+            return "summary"
+        return None
+
+    def _sublabel(self, cur: Section, key: str, slot: str) -> None:
+        cur.sublabels.append(key)
+        self.slot = slot
+
+    def _slot_of(self, section: str, verdict: Verdict) -> str:
+        if section != "patient_experience":
+            return "items"
+        return _phase(verdict.key) or "notes"
+
+    def _open(self, key: str, head: Heading, verdict: Verdict | None) -> None:
+        tier = verdict.tier if verdict is not None else "phrase"
+        self.current = Section(key, head.text, head.rank, tier=tier, verdict=verdict)
         self.sections.append(self.current)
-        self.slot = "notes" if key == "patient_experience" else "items"
+        self.headings.append(heading_key(head.text))
+        self.slot = self._slot_of(key, verdict) if verdict is not None else "items"
+        if key == "patient_experience" and self.slot == "items":
+            self.slot = "notes"
 
     def content(self, line: Line, text: str) -> None:
         cur = self.current
         if cur.key == "preamble":
             self.preamble.append(text)
+            if cur.heading != "title":
+                return
+            cur = self.intro
+        item = line.in_list or has_marker(text)
+        entries = cur.entries
+        if entries and entries[-1].item and not clean_item(entries[-1].text):
+            # A bullet on a line of its own (PDF exports): the next line is its text.
+            last = entries[-1]
+            entries[-1] = replace(last, text=f"{last.text} {text}", links=line.links)
             return
-        cur.entries.append(
-            Entry(
-                text,
-                self.slot,
-                line.in_list or has_marker(text),
-                line.group,
-                line.links,
-                len(cur.sublabels),
+        if (
+            entries
+            and not line.in_list
+            and (not item or entries[-1].item)
+            and not has_marker(text)
+            and (
+                _continues(entries[-1].text, text, line)
+                or (self.broken and _runs_on(entries[-1].text, line, self.wide))
             )
-        )
-
-    def feed(self, line: Line) -> None:
-        if self.title is None and line.tag == "h1":
-            self.title = line.text
+        ):
+            last = entries[-1]
+            joined = last.text[:-1] + text if last.text.endswith("-") else f"{last.text} {text}"
+            entries[-1] = replace(last, text=joined, link_chars=last.link_chars + line.link_chars)
             return
-        inline = _inline_label(line, self.vocab, self.current.key)
-        if inline is not None:
+        entries.append(
+            Entry(text, self.slot, item, line.group, line.links, len(cur.sublabels),
+                  line.link_chars)
+        )  # fmt: skip
+
+    def feed(self, line: Line, head: Heading | None, kicker: str | None) -> None:
+        cur = self.current
+        inline = _inline_label(line, self.vocab, cur.key)
+        if inline is not None and cur.key != "preamble":
             label, rest = inline
-            rank = HEADING_TAGS.get(line.tag, RANK_LABEL if not line.bold else RANK_STYLED)
-            self.heading(_Heading(label, max(rank, self.current.rank), True))
+            key = heading_key(label)
+            if self.vocab.sublabel_of(cur.key, key) == "items":
+                # "Fasting: nothing after midnight" in preparation: the label stays in the item.
+                cur.sublabels.append(key)
+                self.slot = "items"
+                self.content(line, line.text)
+                return
+            rank = line.level or (LEVEL_LABEL if not line.bold else LEVEL_STYLED)
+            self.heading(Heading(label, max(rank, self.current.rank), True))
             self.content(line, rest)
             if self.slot in _LINE_SCOPED_SLOTS:
                 # "After the procedure: ..." on one line labels that line only.
                 self.slot = "notes" if self.current.key == "patient_experience" else "items"
             return
-        head = _heading_of(line, self.vocab)
+        if inline is not None and self.current.key == "preamble":
+            label, rest = inline
+            if self.vocab.section_of(heading_key(label)) not in (None, "name", "ignore"):
+                self.heading(Heading(label, LEVEL_LABEL, True))
+                self.content(line, rest)
+                return
+        if head is None and len(line.text) <= 40 and not line.in_list:
+            slot = self.vocab.sublabel_of(cur.key, heading_key(line.text))
+            if slot is not None:
+                # A sub-label on a plain line of its own ("During", "Rare risks").
+                self._sublabel(cur, heading_key(line.text), slot)
+                return
         if head is None:
             self.content(line, line.text)
             return
-        self.heading(head)
+        self.heading(head, kicker)
 
 
-def split_sections(lines: list[Line], vocab: Vocabulary) -> SplitPage:
-    """Split the lines of a page into its title, preamble and sections."""
-    splitter = _Splitter(vocab)
+def _runs_on(previous: str, line: Line, wide: int) -> bool:
+    """On a page broken into lines, a line whose predecessor filled the width continues it."""
+    if line.tag not in ("div", "p", "span", "td") or not previous:
+        return False
+    return previous[-1:] not in ".!?:;" or len(previous) >= wide
+
+
+def _broken_lines(lines: list[Line], heads: list[Heading | None]) -> int:
+    """The length of a full line when the page breaks its paragraphs into lines, else 0.
+
+    Web pages end their paragraphs with punctuation; a PDF or print export shows one visual
+    line per element, and many of them stop mid-sentence.
+    """
+    texts = [
+        line.text for line, head in zip(lines, heads, strict=True)
+        if head is None and not line.in_list and not has_marker(line.text)
+    ]  # fmt: skip
+    long = [t for t in texts if len(t) >= 25]
+    if len(long) < 8:
+        return 0
+    open_ended = sum(1 for t in long if t[-1:] not in '.!?:;)"”’')
+    lower = sum(1 for t in texts if t[:1].islower())
+    if open_ended * 10 < len(long) * 3 or lower * 100 < len(texts) * 15:
+        return 0
+    widths = sorted(len(t) for t in long)
+    return int(widths[int(len(widths) * 0.9)] * 0.85)
+
+
+def _continues(previous: str, text: str, line: Line) -> bool:
+    """A line that carries on the sentence of the line before (a PDF line break)."""
+    if line.tag not in ("div", "p", "span", "td", "body", "section", "article"):
+        return False
+    first = text[:1]
+    if previous.endswith("-") and previous[-2:-1].isalpha() and first.islower():
+        return True
+    if previous[-1:] == "," and (first.islower() or first.isdigit()):
+        return True
+    return previous[-1:] not in '.!?:;)"”’' and first.islower()
+
+
+def _kickers(lines: list[Line], heads: list[Heading | None]) -> dict[int, str]:
+    """Short lines just above a heading that label it ("Recovery & results" over "What to expect").
+
+    A kicker is not a list item, has at most five words and no closing punctuation, follows a
+    line of another kind (so the last of a run of short items is not taken for one), and is
+    directly followed by a heading.
+    """
+    found: dict[int, str] = {}
+    for i in range(1, len(lines) - 1):
+        line = lines[i]
+        if heads[i] is not None or heads[i + 1] is None or line.in_list or line.link_chars:
+            continue
+        text = line.text
+        if (
+            len(text.split()) > 5
+            or text[-1:] in '.!?:;,"”)'
+            or has_marker(text)
+            or any(c.isdigit() for c in text)
+        ):
+            continue
+        prev = lines[i - 1]
+        if prev.group == line.group and heads[i - 1] is None:
+            continue  # the last line of a block of lines (a <br> list), not a label above it
+        if heads[i - 1] is None and not prev.in_list and len(prev.text.split()) <= 5:
+            continue
+        found[i] = text
+    return found
+
+
+def split_sections(
+    lines: list[Line], vocab: Vocabulary, title_words: str | None = None
+) -> SplitPage:
+    """Split the lines of a page into its title, preamble and sections.
+
+    ``title_words`` is a fallback title (the document's ``<title>``) whose words help classify
+    headings when the page has no title heading.
+    """
+    small = _mark_large(lines)
+    heads = [heading_of(line, vocab) for line in lines]
+    title_at = find_title(lines, heads, vocab)
+    title = lines[title_at].text if title_at is not None else None
+    title_end = title_at
+    while (
+        title_at is not None
+        and title is not None
+        and title_end is not None
+        and title_end + 1 < len(lines)
+        and lines[title_end + 1].hint == "big"
+        and lines[title_end + 1].size == lines[title_at].size
+        and title[-1:] not in ".!?:"
+    ):
+        # A title broken over two lines of the same large font (a PDF export).
+        title_end += 1
+        title = f"{title} {lines[title_end].text}"
+    title_stems = _title_stems(title or title_words or "", vocab)
+    kickers = _kickers(lines, heads)
+    splitter = _Splitter(vocab, title_stems)
+    splitter.wide = _broken_lines(lines, heads)
+    splitter.broken = splitter.wide > 0
+    skip = _header_rows(lines)
+    for i, line in enumerate(lines):
+        if title_at is not None and title_end is not None and title_at <= i <= title_end:
+            splitter.current = Section("preamble", "title", 0)
+            continue
+        if i in skip or _FURNITURE.match(line.text):
+            continue
+        if (title_at is not None and i < title_at) or line.size in small:
+            # The site's header, badges and breadcrumbs; small print (running headers and
+            # footers of a printed document): read for the code, never section content.
+            splitter.preamble.append(line.text)
+            continue
+        if (
+            i + 1 < len(lines)
+            and splitter.current.key != "similar_codes"
+            and is_code_label(line.text)
+            and (BARE_CODE.match(lines[i + 1].text) or CODE_BADGE.match(lines[i + 1].text))
+        ):
+            # "CPT code:" | "28285" in two cells: the page's code, not content.
+            splitter.codes.append((line.text, lines[i + 1].text.strip()))
+            skip.add(i + 1)
+            continue
+        badge = (
+            CODE_BADGE.match(line.text)
+            if line.text[0] in "CcHhIi" and len(line.text) < 40
+            else None
+        )
+        if (
+            badge is not None
+            and badge.end() >= len(line.text.rstrip(" .)"))
+            and splitter.current.key not in ("similar_codes", "ignore", "preamble")
+        ):
+            splitter.codes.append(("", line.text))  # "CPT 52000" in a box of its own
+            continue
+        if i in kickers and splitter.current.key != "preamble":
+            continue
+        splitter.feed(line, heads[i], kickers.get(i - 1))
+    page = SplitPage(
+        title, splitter.preamble, splitter.sections, splitter.headings, splitter.intro.entries,
+        splitter.codes,
+    )  # fmt: skip
+    _settle(page, vocab)
+    return page
+
+
+#: A line whose font is this much larger than the page's body text reads as a heading.
+LARGE_RATIO = 1.15
+
+
+#: A line whose font is this much smaller than the body text is small print.
+SMALL_RATIO = 0.8
+
+
+def _mark_large(lines: list[Line]) -> frozenset[float]:
+    """Hint "big" on lines set in a font larger than the body text (the size most text has).
+
+    Sizes are what the page states (inline styles, CSS classes, ``<font size>``); a page that
+    states none for most of its text has body text of unknown size, and then only lines of
+    at least BIG_PX count as large. Returns the sizes of small print (below SMALL_RATIO of a
+    known body size).
+    """
+    weights: dict[float, int] = {}
     for line in lines:
-        splitter.feed(line)
-    return SplitPage(splitter.title, splitter.preamble, splitter.sections, splitter.headings)
+        weights[line.size] = weights.get(line.size, 0) + len(line.text)
+    if len(weights) < 2:
+        return frozenset()
+    body = max(weights, key=weights.__getitem__)
+    limit = body * LARGE_RATIO if body else BIG_PX
+    for line in lines:
+        if line.size >= limit and not line.hint and not line.in_list:
+            line.hint = "big"
+    return frozenset(size for size in weights if 0 < size < body * SMALL_RATIO)
+
+
+def _title_stems(title: str, vocab: Vocabulary) -> frozenset[str]:
+    return frozenset(s for s in stems(words(title.lower())) if s not in vocab.stopwords)
+
+
+def _header_rows(lines: list[Line]) -> set[int]:
+    """Runs of two or more ``<th>`` lines: the column headers of a table, never content."""
+    found: set[int] = set()
+    run: list[int] = []
+    for i, line in enumerate([*lines, None]):
+        if line is not None and line.tag == "th":
+            run.append(i)
+            continue
+        if len(run) >= 2:
+            found.update(run)
+        run = []
+    return found
+
+
+# --- settling sections by their content ------------------------------------------------------
+
+_CODE_TOKEN = re.compile(r"\b(?:\d{4}[0-9FTUM]|[A-Z]\d{4}|[A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)\b")
+_ROLE_WORD = re.compile(
+    r"\b(?:surgeon|anaesthetist|anesthetist|anesthesiologist|anaesthesiologist|nurse|technician|"
+    r"technologist|radiologist|doctor|physician|specialist|consultant|therapist|assistant|"
+    r"sonographer|radiographer|team)s?\b",
+    re.IGNORECASE,
+)
+_DURATION_WORD = re.compile(
+    r"\b\d+(?:\.\d+)?\s*(?:-|–|to)?\s*\d*\s*(?:minutes?|mins?|hours?|hrs?)\b"
+    r"|\b(?:an?|one|two|half an?)\s+(?:hour|minute)",
+    re.IGNORECASE,
+)
+_LINK_DENSE = 0.7
+_CODE_STEMS = frozenset(stems(["code", "codes", "coding", "cpt", "hcpcs", "icd"]))
+_FEEL = re.compile(
+    r"\b(?:feel|feels|feeling|felt|sensation|pressure|discomfort|uncomfortable|sore|soreness|"
+    r"sting|stinging|hurt|hurts|painful|pain|numb|numbness|awake|asleep|drowsy|relax|relaxed|"
+    r"tingl\w*|pinch|tender|ache|aching|cramp\w*|notice|groggy|sleepy|bloat\w*|warm|cold)\b",
+    re.IGNORECASE,
+)
+_ACTION = re.compile(
+    r"^(?:the|a|an|your)\s+(?:\w+\s+){0,2}(?:is|are)\s+(?:\w+ly\s+)?\w+ed\b"
+    r"|^(?:the|your)\s+(?:doctor|surgeon|nurse|radiologist|consultant|specialist|team|"
+    r"technician|technologist|sonographer|endoscopist|urologist|anaesthetist|anesthesiologist)s?\b",
+    re.IGNORECASE,
+)
+_INSTRUCTION = re.compile(
+    r"^(?:avoid|keep|take|call|rest|do not|don't|don’t|return|resume|wear|use|drink|eat|walk|"
+    r"change|contact|wait|apply|remove|shower|bathe|follow|ask|arrange|plan|stop|try|get|go)\b"
+    r"|\byou (?:can|should|may|will be able to|must) (?:return|go|drive|resume|shower|eat)\b",
+    re.IGNORECASE,
+)
+
+
+def _shape(section: Section) -> set[str]:
+    """Sections the content of ``section`` looks like (cheap tests on its text)."""
+    texts = [e.text for e in section.entries]
+    if not texts:
+        return set()
+    joined = " ".join(texts)
+    shapes: set[str] = set()
+    if sum(1 for t in texts if _CODE_TOKEN.search(t)) * 2 >= len(texts):
+        shapes.add("similar_codes")
+    if sum(1 for t in texts if _ROLE_WORD.search(t)) * 2 > len(texts) and len(joined) < 600:
+        shapes.add("personnel")
+    if _DURATION_WORD.search(joined) and len(joined) < 400:
+        shapes.add("duration")
+    items = [e for e in section.entries if e.item]
+    if len(items) >= 3 and any(has_marker(e.text) for e in items[:3]):
+        shapes.add("steps")
+    if sum(1 for t in texts if _ACTION.search(t)) * 2 >= len(texts):
+        shapes.add("steps")
+    if sum(1 for t in texts if _FEEL.search(t)) * 2 >= len(texts):
+        shapes.add("patient_experience")
+    if sum(1 for t in texts if _INSTRUCTION.search(t)) * 2 >= len(texts):
+        shapes.add("recovery")
+    return shapes
+
+
+def _link_dense(section: Section) -> bool:
+    chars = sum(len(e.text) for e in section.entries)
+    links = sum(e.link_chars for e in section.entries)
+    return (
+        chars > 0
+        and links >= _LINK_DENSE * chars
+        and sum(len(e.links) for e in section.entries) >= 2
+    )
+
+
+def _settle(page: SplitPage, vocab: Vocabulary) -> None:
+    """Settle close calls and implausible verdicts with what each section's content looks like."""
+    for section in page.sections:
+        verdict = section.verdict
+        if (
+            section.key == "similar_codes"
+            and not _CODE_STEMS & set(stems(words(section.heading.lower())))
+            and "similar_codes" not in _shape(section)
+        ):
+            # "Related information" over article links: no code, so not the similar codes.
+            section.key = "ignore" if _link_dense(section) or not section.entries else "other"
+            continue
+        if section.key == "other":
+            if _link_dense(section):
+                section.key = "ignore"
+                continue
+            shapes = _shape(section) & {"similar_codes", "personnel"}
+            if len(shapes) == 1 and verdict is not None and _codes_or_people(verdict, shapes):
+                section.key = shapes.pop()
+                section.tier = "content"
+            continue
+        if verdict is None or not verdict.ambiguous or verdict.runner_up is None:
+            continue
+        shapes = _shape(section)
+        if verdict.runner_up in shapes and section.key not in shapes:
+            section.key = verdict.runner_up
+            section.tier = "content"
+
+
+def _codes_or_people(verdict: Verdict, shapes: set[str]) -> bool:
+    """Content alone decides only where the heading does not contradict it."""
+    return not verdict.cues
 
 
 # --- lost headings -----------------------------------------------------------------------------
@@ -281,9 +809,11 @@ def repair_lost_headings(page: SplitPage) -> None:
     that does not fit the section is moved to the first absent section it fits: list items after
     prose go to the next list section; prose after list items goes to the next prose section
     whose cue it matches; a second, separate list goes to the next list section.
+    Only pages that follow the reference site's order (at least four of its sections, in its
+    order) are repaired: elsewhere a section's own trailing prose is its own.
     """
     present = _present(page)
-    if not present & set(SECTION_ORDER):
+    if not _reference_order(page):
         return
     if "name" in present and "summary" not in present:
         _adopt_from(page, "name", ["summary"], present)
@@ -298,6 +828,19 @@ def repair_lost_headings(page: SplitPage) -> None:
             missing.append(key)
         if missing:
             _adopt_from(page, section.key, missing, present, section)
+
+
+#: Sections of the reference site's skeleton a page needs (by phrase, in order) to be repaired.
+_REFERENCE_MIN = 6
+
+
+def _reference_order(page: SplitPage) -> bool:
+    """True when the page's sections follow the reference site's order."""
+    keys = [s.key for s in page.sections if s.key in SECTION_ORDER and s.tier == "phrase"]
+    if len(set(keys)) < _REFERENCE_MIN:
+        return False
+    positions = [SECTION_ORDER.index(k) for k in keys]
+    return all(a <= b for a, b in pairwise(positions))
 
 
 def _adopt_from(
@@ -320,7 +863,7 @@ def _adopt_from(
         return
     del entries[cut:]
     slot = "notes" if target == "patient_experience" else "items"
-    new = Section(target, "", source.rank, [replace(e, slot=slot) for e in moved])
+    new = Section(target, "", source.rank, [replace(e, slot=slot) for e in moved], tier="lost")
     page.sections.insert(page.sections.index(source) + 1, new)
     present.add(target)
     if target in missing[:-1]:
@@ -350,13 +893,16 @@ def _cut_point(section: Section) -> int | None:
     # List section: prose after items, or a second separate list.
     seen_items = False
     first_group = None
+    first_size = 0
     for i, entry in enumerate(entries):
         if entry.item:
             if first_group is None:
                 first_group = entry.group
+            if entry.group == first_group:
+                first_size += 1
             elif (
                 seen_items
-                and entry.group != first_group
+                and first_size >= 2
                 and entries[i - 1].group != entry.group
                 and entry.part == entries[i - 1].part
             ):
@@ -385,3 +931,40 @@ def _target_for(moved: list[Entry], missing: list[str], source: str) -> str | No
         if first.item or (source in PROSE_SECTIONS and key == "indications"):
             return key
     return None
+
+
+def section_text(section: Section) -> str:
+    """The lines of a section as one text: bullets removed, one line each."""
+    return "\n".join(t for t in (clean_item(e.text) for e in section.entries) if t)
+
+
+def intro_entries(page: SplitPage) -> list[str]:
+    """Prose between the title and the first section: the summary of a page that has none."""
+    out: list[str] = []
+    for entry in page.intro:
+        text = entry.text
+        if entry.link_chars * 2 > len(text) or _BYLINE.match(text):
+            continue
+        if entry.item:
+            out.append(text)
+            continue
+        if len(text.split()) >= 6 and text[-1:] in ".!?":
+            out.append(text)
+    return out
+
+
+__all__ = [
+    "LIST_SECTIONS",
+    "PROSE_SECTIONS",
+    "SECTION_ORDER",
+    "Entry",
+    "Heading",
+    "Section",
+    "SplitPage",
+    "classify_key",
+    "heading_of",
+    "intro_entries",
+    "repair_lost_headings",
+    "section_text",
+    "split_sections",
+]

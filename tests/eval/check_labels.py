@@ -96,7 +96,10 @@ def check_record(record: dict[str, Any], url: str) -> list[str]:
     if set(experience) != {"during", "after", "notes"}:
         problems.append("patient_experience must be {during, after, notes}")
     for similar in record["similar_codes"]:
-        if set(similar) != {"code", "code_system", "title"} or similar["code_system"] not in SYSTEMS:
+        if (
+            set(similar) != {"code", "code_system", "title"}
+            or similar["code_system"] not in SYSTEMS
+        ):
             problems.append(f"similar code {similar!r} must be {{code, code_system, title}}")
         elif not SYSTEMS[similar["code_system"]].fullmatch(similar["code"]):
             problems.append(f"similar code {similar['code']!r} is not {similar['code_system']}")
