@@ -15,8 +15,8 @@ before the words inside them, so that:
 * "nurse", "nurse practitioner", "midwife", "RN" -> nurse;
 * "technologist", "technician", "tech", "phlebotomist", "perfusionist", "sonographer",
   "radiographer" -> technologist;
-* "physical/occupational/respiratory/speech therapist", "speech-language pathologist" ->
-  therapist;
+* "physical/occupational/respiratory/speech therapist" -> therapist; a speech-language
+  pathologist is not in SPEC's therapist list -> other;
 * anything else ("medical assistant", "pharmacist", "nursing assistant", "psychologist") -> other.
 
 :func:`split_personnel` splits a prose sentence at sentence ends, commas, semicolons, colons,
@@ -52,10 +52,12 @@ _OTHER_FIRST = (
     r"physician['’]?s?\s+assistants?|(?-i:PA(?:-C)?s?)|nurs(?:e|ing)['’]?s?\s+(?:assistants?|aides?)"
     r"|(?-i:CNAs?)|speech(?:[\s-]+(?:and[\s-]+)?language)?\s+pathologists?"
     r"|audiologists?|psychologists?|embryologists?|\w*technologists?"
-    r"|registered\s+(?:\w+\s+){0,3}specialists?"
+    r"|registered\s+(?:\w+\s+){0,3}specialists?|(?:play|child[\s-]+life|certified\s+\w+)\s+specialists?"
 )
 _PHYSICIAN = (
-    r"physicians?|doctors?|(?<!nurse\s)(?<!nurse-)practitioners?|providers?|specialists?"
+    r"physicians?|doctors?|(?<!nurse\s)(?<!nurse-)practitioners?|providers?"
+    r"|specialists?(?!\s+(?:\w+\s+)?(?:nurses?|technologists?|technicians?|therapists?"
+    r"|physiotherapists?|midwi(?:fe|ves)|pharmacists?))"
     r"|\w+ologists?|(?-i:ENTs?|MDs?)|pediatricians?|paediatricians?|internists?|hospitalists?"
     r"|intensivists?|physiatrists?|psychiatrists?|podiatrists?|dentists?|clinicians?"
     r"|radiologists?|(?:attending|resident)s?(?=\s+(?:physician|doctor|surgeon))"
@@ -80,7 +82,6 @@ _OTHER = (
 _CLASSIFY = re.compile(
     rf"""\b(?:
       (?P<anesthesia>{_ANESTHESIA})
-    | (?P<therapist_first>speech(?:[\s-]+(?:and[\s-]+)?language)?\s+pathologists?)
     | (?P<technologist_first>\w*technologists?)
     | (?P<surgeon>{_SURGEON})
     | (?P<other_first>{_OTHER_FIRST})
@@ -103,7 +104,6 @@ _ROLE_OF_GROUP: dict[str, Role] = {
     "technologist": Role.TECHNOLOGIST,
     "technologist_first": Role.TECHNOLOGIST,
     "therapist": Role.THERAPIST,
-    "therapist_first": Role.THERAPIST,
     "other": Role.OTHER,
     "other_first": Role.OTHER,
 }
@@ -117,7 +117,8 @@ _SPLIT = re.compile(
 )
 #: A role noun: what makes a fragment a person (the ``text`` ends at the last one).
 _ROLE_NOUN = re.compile(
-    r"""\b(?:\w*surgeons?|\w+ologists?|physicians?|doctors?|nurses?|\w*technologists?
+    r"""\b(?:nurses?[\s-]+(?:\w+ists?|navigators?|coordinators?|educators?|specialists?
+    |practitioners?|managers?|consultants?)|\w*surgeons?|\w+ologists?|physicians?|doctors?|nurses?|\w*technologists?
     |technicians?|\w*therapists?|an(?:a)?esthetists?|assistants?|pharmacists?|phlebotomists?
     |perfusionists?|sonographers?|radiographers?|providers?|specialists?|p(?:a)?ediatricians?
     |obstetricians?|practitioners?|midwi(?:fe|ves)|internists?|hospitalists?|intensivists?

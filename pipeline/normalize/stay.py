@@ -62,7 +62,8 @@ _NEG_TARGET = rf"""\s+(?:[\w'’]+\s+){{0,4}}?
 
 _TOKENS = re.compile(
     rf"""
-      (?P<end>[.!?;](?=\s|$))
+      (?P<end>[.!?](?=\s|$))
+    | (?P<soft>;)
     | (?P<negc>n['’]t{_NEG_TARGET})
     | (?<!\w)(?=\w)  # everything else starts a word: fail fast inside words
       (?:
@@ -80,13 +81,17 @@ _TOKENS = re.compile(
           | (?:wear|worn|left\s+in\s+place|kept\s+in\s+place|leave\s+it\s+on)\s+overnight
         )
       | (?P<neg>(?:no|not|without|never|nor){_NEG_TARGET})
-      | (?P<imm>{_HOME_VERB}\s+home\s+
+      | (?P<imm>(?:{_HOME_VERB}|be|drive|driven|take\s+you|taken)\s+(?:yourself\s+|straight\s+)?
+          home\s+
           (?:right\s+after\w*|right\s+away|immediately|shortly\s+after\w*|soon\s+after\w*
+            |straight\s+(?:away|after\w*)|the\s+same\s+(?:afternoon|evening|morning)
+            |within\s+(?:an?\s+|one\s+|\w+\s+)?hours?
             |directly|afterwards?
             |after\s+(?:the|your)\s+(?:procedure|test|exam|examination|treatment|session|scan)
             |after\s+(?:a\s+)?(?:short\s+|brief\s+)?recovery
             |the\s+same\s+day|same\s+day|that\s+day|on\s+the\s+same\s+day))
-      | (?P<same>(?:the\s+)?same[\s-]day\b
+      | (?P<same>(?:the\s+)?same[\s-](?:day|afternoon|evening)\b
+          |(?:an?\s+)?day[\s-](?:procedure|surgery|case|patient|unit|stay|only)\b
           |the\s+day\s+of\s+(?:the\s+|your\s+)?(?:surgery|procedure|treatment))
       | (?P<next>(?:the\s+)?(?:next|following)\s+(?:day|morning)\b
           |the\s+day\s+after\s+(?:the\s+|your\s+)?(?:surgery|procedure))
@@ -173,7 +178,9 @@ def _quantity(match: re.Match[str]) -> tuple[float | None, float | None]:
     lt = group("lt")
     within_range = is_range and lt is not None and lt.lower() == "within"
     if (lt is not None and not within_range) or group("less") is not None:
-        return None, (high if high is not None else low)
+        bound = high if high is not None else low
+        # "within an hour", "under 6 hours": still the same day.
+        return (0.0 if bound is not None and bound < 12 else None), bound
     if group("gt") is not None or group("more") is not None:
         return (low if low is not None else high), None
     return low, high
@@ -188,19 +195,26 @@ def _self_contained(kind: str, match: re.Match[str]) -> bool:
     )
 
 
+Quantity = tuple[int, bool, tuple[float | None, float | None]]
+
+
+def _tied(quantities: list[Quantity], contexts: list[int], acts: list[int]) -> list[Quantity]:
+    """The quantities tied to hospital context (no activity word between the two)."""
+    return [
+        (position, True, value)
+        for position, contained, value in quantities
+        if contained
+        or any(not any(min(position, c) < a < max(position, c) for a in acts) for c in contexts)
+    ]
+
+
 def _sentence_stay(
-    quantities: list[tuple[int, bool, tuple[float | None, float | None]]],
-    contexts: list[int],
-    acts: list[int],
+    quantities: list[Quantity], contexts: list[int], acts: list[int]
 ) -> tuple[int | None, int | None] | None:
     """Combine the quantities of one sentence that are tied to hospital context."""
     lows: list[float | None] = []
     highs: list[float | None] = []
-    for position, contained, (low, high) in quantities:
-        if not contained and not any(
-            not any(min(position, c) < a < max(position, c) for a in acts) for c in contexts
-        ):
-            continue
+    for _, _, (low, high) in _tied(quantities, contexts, acts):
         lows.append(low)
         highs.append(high)
     if not lows:
@@ -217,12 +231,16 @@ def _sentence_stay(
 def _text_stay(text: str) -> tuple[int | None, int | None] | None:
     if _HINT.search(text.lower()) is None:
         return None
-    quantities: list[tuple[int, bool, tuple[float | None, float | None]]] = []
+    quantities: list[Quantity] = []
     contexts: list[int] = []
     acts: list[int] = []
     for match in _TOKENS.finditer(text):
         kind = match.lastgroup
-        if kind == "end":
+        if kind == "soft":
+            # "; ": a clause of the same sentence. What is tied stays tied ("home the same
+            # day; some stay one night" is 0/1); context does not reach across it.
+            quantities, contexts, acts = _tied(quantities, contexts, acts), [], []
+        elif kind == "end":
             if quantities:
                 found = _sentence_stay(quantities, contexts, acts)
                 if found is not None:

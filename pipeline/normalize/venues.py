@@ -40,7 +40,7 @@ _HOSPITAL = (
     r"|endoscopy\s+(?:units?|suites?|departments?|labs?)|cath(?:eteri[sz]ation)?\s+lab\w*"
     r"|labor\s+and\s+delivery|intensive\s+care(?:\s+units?)?|(?-i:N?ICUs?)"
     r"|(?:interventional\s+)?radiology\s+(?:departments?|suites?)|medical\s+centers?"
-    r"|trauma\s+centers?|electrophysiology\s+lab\w*|recovery\s+room"
+    r"|trauma\s+centers?|electrophysiology\s+lab\w*|recovery\s+room|(?:at\s+the\s+)?bedside"
 )
 _IMAGING = (
     r"(?:diagnostic\s+)?imaging\s+(?:centers?|centres?|facilit(?:y|ies)|clinics?|suites?)"
@@ -60,7 +60,8 @@ _OFFICE_OWNER = (
 _OFFICE = (
     rf"{_OFFICE_OWNER}(?:['’]s|s['’]|s)?\s+offices?|(?:medical|private|clinic)\s+offices?"
     r"|office[\s-](?:settings?|based|visits?)|in[\s-](?:the\s+|an\s+|your\s+)?office\b"
-    r"|outpatient\s+offices?"
+    r"|outpatient\s+offices?|(?:our|your|my)\s+(?:[\w’'-]+\s+){0,3}?(?:office|practice)\b"
+    r"|(?:gp|doctor['’]?s?|family\s+doctor['’]?s?)\s+(?:surgery|practice)\b"
 )
 _EMERGENCY = (
     r"emergency\s+(?:rooms?|departments?|dept\.?|settings?|units?|care\s+centers?)"
@@ -77,7 +78,7 @@ _NOT_HOME = (
     r"(?:\s+\w+){0,2}?\s+(?:at\s+)?home(?:\s+(?:setting|care))?"
 )
 _ANY_VENUE = rf"(?:{_ASC}|{_HOSPITAL}|{_IMAGING}|{_CLINIC}|{_OFFICE}|{_EMERGENCY}|{_HOME})"
-_NEGATED_TAIL = rf"\s+(?:[\w'’]+\s+){{0,3}}?(?:{_ANY_VENUE})\b"
+_NEGATED_TAIL = rf"\s+(?:[\w'’]+\s+){{0,5}}?(?:{_ANY_VENUE})\b"
 _NEGATED = (
     r"(?:no|not|without|never|nor|avoids?|avoiding|instead\s+of|rather\s+than"
     rf"|outside(?:\s+of)?){_NEGATED_TAIL}"

@@ -15,7 +15,7 @@ It is a pure function of the bytes (and the location they came from): no network
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -43,6 +43,7 @@ from pipeline.parse.sections import (
     BARE_CODE,
     CODE_BADGE,
     SECTION_ORDER,
+    STRONG_CUE,
     Entry,
     Section,
     SplitPage,
@@ -79,6 +80,7 @@ _CODE = r"[A-Z0-9]{3,7}(?:\.[A-Z0-9]{1,4})?"
 #: A bare list of codes on one line: "93454, 93459 and 93460".
 _CODE_LIST = re.compile(rf"^\s*{_CODE}(?:\s*(?:[,;/]|\band\b|\bor\b)\s*{_CODE})+\s*\.?$")
 _LIST_SEPARATOR = re.compile(r"\s*(?:[,;/]|\band\b|\bor\b)\s*|\.$")
+_LEADING_CODE = re.compile(rf"^(?:{_SYSTEM_LABEL}\s*)?(?=\S*\d){_CODE_FORMAT}\b", re.IGNORECASE)
 _TITLE_SUFFIX = re.compile(r"\s+[|–—-]\s+[^|–—-]{2,60}$")
 
 #: Sections read for the anesthesia kinds the page says are used.
@@ -279,10 +281,23 @@ def _sections_by_key(page: SplitPage) -> dict[str, list[Entry]]:
 
 
 def _is_condition_page(page: SplitPage, present: set[str]) -> bool:
-    if present & _PROCEDURE_ONLY:
-        return False
+    """Causes, symptoms, diagnosis, prevention... and nothing only a procedure page has.
+
+    Only clear headings count against it (a phrase, or a strong cue), and one of them is not
+    enough: "Some people also experience" under a disease's symptoms does not make the page a
+    procedure page; steps and preparation do.
+    """
     condition_headings = sum(1 for s in page.sections if s.key == "condition")
-    return condition_headings >= 2
+    if condition_headings < 2:
+        return False
+    procedure = {
+        s.key
+        for s in page.sections
+        if s.key in _PROCEDURE_ONLY
+        and s.entries
+        and (s.tier == "phrase" or (s.verdict is not None and s.verdict.score >= STRONG_CUE))
+    }
+    return len(procedure) < 2 and condition_headings > len(procedure)
 
 
 def _not_found(
@@ -529,10 +544,32 @@ def _experience(entries: list[Entry] | None) -> dict[str, list[str]]:
     return phases
 
 
+def _paired(entries: list[Entry]) -> list[Entry]:
+    """Table rows read cell by cell ("29826" | "Arthroscopic decompression"): one entry each."""
+    out: list[Entry] = []
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        following = entries[i + 1] if i + 1 < len(entries) else None
+        if (
+            following is not None
+            and BARE_CODE.match(clean_item(entry.text))
+            and not _LEADING_CODE.match(clean_item(following.text))
+            and len(entry.links) <= 1
+        ):
+            text = f"{clean_item(entry.text)} – {clean_item(following.text)}"
+            out.append(replace(entry, text=text, links=entry.links or following.links))
+            i += 2
+            continue
+        out.append(entry)
+        i += 1
+    return out
+
+
 def _similar(entries: list[Entry] | None, system: CodeSystem) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     seen: set[tuple[str, str]] = set()
-    for entry in entries or ():
+    for entry in _paired(entries or []):
         code_links = [(h, t) for h, t in entry.links if t]
         pieces: list[tuple[str, str | None]]
         if len(code_links) > 1:

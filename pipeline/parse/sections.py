@@ -55,12 +55,14 @@ LEVEL_STYLED = 5  # bold or large paragraph, upper case line, a known heading in
 LEVEL_LABEL = 7  # "Something:" on a line of its own
 
 _MARKDOWN = re.compile(r"^(#{1,6})\s*(\S.*)$")
-_THREE_LETTERS = re.compile(r"[A-Z][^A-Z]*[A-Z][^A-Z]*[A-Z]")
+_THREE_LETTERS = re.compile(r"[A-Z]{3}")
 _CAPS_OK = re.compile(r"^[A-Z0-9 ,&/()'’\-:?.]+$")
 _INLINE_LABEL = re.compile(r"^([^:.!?]{2,60}?)\s*:\s+(\S.*)$")
 _SENTENCE_END = re.compile(r"[.!]$")
 _MAX_HEADING = 100
 _MAX_QUESTION_WORDS = 14
+#: A bold or large line longer than this is a lead sentence or a tagline, not a heading.
+_MAX_STYLED_WORDS = 10
 #: Slots an inline label ("During the procedure: ...") opens for its own line only.
 _LINE_SCOPED_SLOTS = frozenset({"during", "after", "skip"})
 _DURING = frozenset(stems(["during", "while", "throughout"]))
@@ -191,11 +193,17 @@ def heading_of(line: Line, vocab: Vocabulary) -> Heading | None:
     hint = line.hint
     if hint == "dt":
         return Heading(text, LEVEL_DT, colon)
-    if hint in ("summary", "class"):
+    if hint in ("summary", "class") and (
+        len(text.split()) <= _MAX_STYLED_WORDS or text.endswith("?")
+    ):
         return Heading(text, LEVEL_HINT, colon)
     if line.tag == "li" or line.in_list:
         return None
-    if (line.bold or hint == "big") and not _SENTENCE_END.search(text):
+    if (
+        (line.bold or hint == "big" or line.tag == "th")
+        and not _SENTENCE_END.search(text)
+        and len(text.split()) <= _MAX_STYLED_WORDS
+    ):
         return Heading(text, LEVEL_STYLED, colon)
     if text.startswith("**") and text.endswith(("**", "**:")):
         return Heading(text.strip("*: "), LEVEL_STYLED, colon)
@@ -345,7 +353,7 @@ class _Splitter:
         section = verdict.section
         if section is None:
             section = self._by_words(verdict)
-        if cur.key == "other" and deeper and (verdict.tier != "phrase" or head.colon):
+        if cur.key == "other" and deeper and verdict.tier != "phrase":
             # A label inside a section that names nothing stays in it, as a line.
             cur.entries.append(Entry(head.text, "items", False, 0))
             return
@@ -364,8 +372,9 @@ class _Splitter:
         if section is not None:
             self._open(section, head, verdict)
             return
-        if deeper and cur.key in SECTION_ORDER:
-            # An unknown heading deeper than the section's own: a sub-label of it.
+        if cur.key in SECTION_ORDER and (deeper or (not cur.entries and head.rank == cur.rank)):
+            # An unknown heading deeper than the section's own, or right under it at the same
+            # level ("Things that can go wrong" then "Common", "Less common"): a sub-label.
             self._sublabel(cur, key, "items" if cur.key != "patient_experience" else "notes")
             return
         if cur.key in CHROME_KEYS and deeper:
@@ -382,14 +391,15 @@ class _Splitter:
             vocab.stopwords | vocab.event_words | self.title_stems
         ):
             return "steps"  # "The operation", "The exam itself", "The laser treatment"
-        content = [s for s in verdict.content if s not in vocab.stopwords]
+        content = set(verdict.content) - vocab.stopwords
+        named = content & self.title_stems
         if (
-            content
-            and self.title_stems
-            and set(content) <= self.title_stems
+            self.title_stems
+            and (named == content or (len(named) >= 2 and len(content - named) <= 1))
+            and named
             and not any(s.key == "summary" for s in self.sections)
         ):
-            return "summary"
+            return "summary"  # "Knee Replacement", "Total Knee Replacement": what it is
         return None
 
     def _sublabel(self, cur: Section, key: str, slot: str) -> None:
@@ -482,7 +492,7 @@ class _Splitter:
 
 def _runs_on(previous: str, line: Line, wide: int) -> bool:
     """On a page broken into lines, a line whose predecessor filled the width continues it."""
-    if line.tag not in ("div", "p", "span", "td") or not previous:
+    if line.tag not in ("div", "p", "span", "td") or not previous or _CODE_START.match(line.text):
         return False
     return previous[-1:] not in ".!?:;" or len(previous) >= wide
 
@@ -541,9 +551,11 @@ def _kickers(lines: list[Line], heads: list[Heading | None]) -> dict[int, str]:
         ):
             continue
         prev = lines[i - 1]
-        if prev.group == line.group and heads[i - 1] is None:
+        if heads[i - 1] is not None:
+            continue  # the only line under a heading is its content, not a kicker
+        if prev.group == line.group:
             continue  # the last line of a block of lines (a <br> list), not a label above it
-        if heads[i - 1] is None and not prev.in_list and len(prev.text.split()) <= 5:
+        if not prev.in_list and len(prev.text.split()) <= 5:
             continue
         found[i] = text
     return found
@@ -615,7 +627,22 @@ def split_sections(
             continue
         if i in kickers and splitter.current.key != "preamble":
             continue
-        splitter.feed(line, heads[i], kickers.get(i - 1))
+        head = heads[i]
+        if (
+            head is not None
+            and title_end is not None
+            and i == title_end + 1
+            and not line.level
+            and i + 1 < len(lines)
+            and heads[i + 1] is None
+            and classify(head.text, vocab).score < STRONG_CUE
+            and vocab.section_of(heading_key(head.text)) is None
+        ):
+            # A styled line right under the title ("Total and partial knee arthroplasty at
+            # Mount Private Hospital"): the page's subtitle, not a section.
+            splitter.preamble.append(line.text)
+            continue
+        splitter.feed(line, head, kickers.get(i - 1))
     page = SplitPage(
         title, splitter.preamble, splitter.sections, splitter.headings, splitter.intro.entries,
         splitter.codes,
@@ -686,6 +713,8 @@ _DURATION_WORD = re.compile(
     re.IGNORECASE,
 )
 _LINK_DENSE = 0.7
+#: A line that starts with a code ("33206 – Insertion of..."): a new entry, never a run-on.
+_CODE_START = re.compile(rf"^(?=\S*\d){_CODE_FORMAT}\b")
 _CODE_STEMS = frozenset(stems(["code", "codes", "coding", "cpt", "hcpcs", "icd"]))
 _FEEL = re.compile(
     r"\b(?:feel|feels|feeling|felt|sensation|pressure|discomfort|uncomfortable|sore|soreness|"

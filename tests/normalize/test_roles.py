@@ -89,7 +89,7 @@ from pipeline.normalize.roles import classify_role, split_personnel
         ("Physical therapist", Role.THERAPIST),
         ("occupational therapists", Role.THERAPIST),
         ("Physiotherapist", Role.THERAPIST),
-        ("Speech-language pathologist", Role.THERAPIST),
+        ("Speech-language pathologist", Role.OTHER),
         # other
         ("physician assistant", Role.OTHER),
         ("Physician Assistant (PA)", Role.OTHER),
