@@ -8,7 +8,8 @@ scan of one compiled pattern. Rules (SPEC "Durations"):
   "45 minutes to 1.5 hours" (45/90); a page that writes the bounds reversed is swapped;
 * compounds add up: "1 hour and 30 minutes", "1 hour 30 minutes", "an hour and a half" (90/90);
 * a single value gives min = max: "about 20 minutes", "1 hour", "an hour-long procedure",
-  "a 30-minute procedure", "half an hour" (30), "90 min", "2 hrs", "2h", "1.5 hours";
+  "a 30-minute procedure", "half an hour" (30), "a quarter of an hour" (15), "three quarters of
+  an hour" (45), "90 min", "2 hrs", "2h", "1.5 hours";
 * upper bounds ("less than", "under", "up to", "no more than", "within", "... or less") give
   min ``None``; lower bounds ("at least", "more than", "over", "... or more", "2+ hours") give
   max ``None``;
@@ -50,11 +51,15 @@ _FIRST_WORDS = alternation(
         *("less", "under", "up", "no", "not", "within", "at", "maximum", "fewer", "shorter"),
         *("below", "as", "just", "more", "over", "longer", "upwards", "minimum", "in"),
         *("greater", "between", "half", "several", "few", "couple", "many", "multiple", "some"),
+        "quarter",
         *("seconds", "minutes", "hours", "days", "weeks", "months", "overnight", "all"),
     )
 )
 _UNITS = r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|h|days?|weeks?|wks?|months?)(?![a-z])"
-_HALF = r"(?:half\s+an?|a\s+half|one\s+half|half)"
+_HALF = (
+    r"(?:half\s+an?|a\s+half|one\s+half|half|(?:three|3)[\s-]+quarters?\s+of\s+an?"
+    r"|(?:a|one)?\s*quarter\s+of\s+an?)"
+)
 _SEP = r"\s*(?:-\s*)?(?:-|–|—|‐|‑|\bto\b|\bor\b|\bthrough\b|\bthru\b|\buntil\b|\btill\b)\s*"
 _LESS = (
     r"(?:less\s+than|under|up\s+to|no\s+(?:more|longer)\s+than|not\s+(?:more|longer)\s+than"
@@ -168,7 +173,11 @@ def _value(match: re.Match[str], p: str) -> float | None:
     """The length of the measure with group prefix ``p``, in (fractional) minutes."""
     half_unit = match.group(f"{p}_hu")
     if half_unit is not None:
-        return 0.5 * _unit(half_unit)
+        fraction = fold(match.group(f"{p}_hq"))
+        share = (
+            0.5 if "half" in fraction else 0.75 if "three" in fraction or "3" in fraction else 0.25
+        )
+        return share * _unit(half_unit)
     token, unit = match.group(f"{p}_q", f"{p}_u")
     if token is None or unit is None:
         return None

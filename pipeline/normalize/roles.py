@@ -117,7 +117,7 @@ _SPLIT = re.compile(
 )
 #: A role noun: what makes a fragment a person (the ``text`` ends at the last one).
 _ROLE_NOUN = re.compile(
-    r"""\b(?:nurses?[\s-]+(?:\w+ists?|navigators?|coordinators?|educators?|specialists?
+    r"""\b(?:nurses?[\s-]+(?:(?!assist)\w+ists?|navigators?|coordinators?|educators?|specialists?
     |practitioners?|managers?|consultants?)|\w*surgeons?|\w+ologists?|physicians?|doctors?|nurses?|\w*technologists?
     |technicians?|\w*therapists?|an(?:a)?esthetists?|assistants?|pharmacists?|phlebotomists?
     |perfusionists?|sonographers?|radiographers?|providers?|specialists?|p(?:a)?ediatricians?

@@ -42,6 +42,8 @@ GROUP_TAGS: frozenset[str] = frozenset(
     {"ul", "ol", "dl", "p", "dd", "td", "th", "blockquote", "pre", "div", "section", "article"}
 )
 BOLD_TAGS: frozenset[str] = frozenset({"b", "strong"})
+#: Emphasis a short label line may be set in ("<em>Common</em>", "<u>Rare risks</u>").
+EMPHASIS_TAGS: frozenset[str] = frozenset({"em", "i", "u"})
 #: Nodes whose content is never text of the page.
 SKIP_TAGS: frozenset[str] = frozenset(
     {"script", "style", "noscript", "template", "svg", "math", "head", "title", "iframe",
@@ -63,11 +65,12 @@ _HEADING_HOSTS: frozenset[str] = frozenset({"div", "p", "dt", "summary", "button
 CONTENT_TAGS: frozenset[str] = frozenset({"article", "section"})
 
 # What an open element does, coded once per tag.
-_INLINE, _BLOCK, _GROUP, _BOLD, _LINK, _SKIP = range(6)
+_INLINE, _BLOCK, _GROUP, _BOLD, _LINK, _SKIP, _EMPHASIS = range(7)
 _KIND: dict[str, int] = {
     **dict.fromkeys(BLOCK_TAGS, _BLOCK),
     **dict.fromkeys(GROUP_TAGS, _GROUP),
     **dict.fromkeys(BOLD_TAGS, _BOLD),
+    **dict.fromkeys(EMPHASIS_TAGS, _EMPHASIS),
     "a": _LINK,
     **dict.fromkeys(SKIP_TAGS, _SKIP),
 }
@@ -105,6 +108,7 @@ class Line:
     hint: str = ""  # markup that suggests a heading: dt, summary, button, class, big
     link_chars: int = 0  # characters of the text inside links
     size: float = 0.0  # smallest font size (px) of its text that the page states; 0 unknown
+    emphasis: bool = False  # all of it in italics or underlined
 
 
 @dataclass(slots=True)
@@ -233,7 +237,8 @@ class _Lines:
     """The line being built, and the lines done; one instance per page."""
 
     __slots__ = (
-        "all_bold", "blocks", "bold_depth", "bold_parts", "group", "groups", "hint", "hints",
+        "all_bold", "all_em", "blocks", "bold_depth", "bold_parts", "em_depth", "group", "groups",
+        "hint", "hints",
         "in_list", "lead_open", "level", "levels", "lines", "link_chars", "links", "list_depth",
         "next_group", "parts", "size", "sizes", "tag",
     )  # fmt: skip
@@ -245,6 +250,7 @@ class _Lines:
         self.levels: list[int] = [0]
         self.hints: list[str] = [""]
         self.bold_depth = 0
+        self.em_depth = 0
         self.sizes: list[float] = [0.0]
         self.list_depth = 0
         self.next_group = 1
@@ -255,6 +261,7 @@ class _Lines:
         self.bold_parts: list[str] = []
         self.links: list[tuple[str, str]] = []
         self.all_bold = True
+        self.all_em = True
         self.size = -1.0
         self.lead_open = True
         self.tag = ""
@@ -273,7 +280,7 @@ class _Lines:
             self.lines.append(
                 Line(
                     text, self.tag, self.group, self.all_bold, lead, self.links, self.in_list,
-                    self.level, self.hint, self.link_chars, max(self.size, 0.0),
+                    self.level, self.hint, self.link_chars, max(self.size, 0.0), self.all_em,
                 )
             )  # fmt: skip
         self._reset()
@@ -302,6 +309,8 @@ class _Lines:
         else:
             self.all_bold = False
             self.lead_open = False
+        if not self.em_depth:
+            self.all_em = False
         size = self.sizes[-1]
         if self.size < 0 or size < self.size:
             self.size = size
@@ -444,6 +453,8 @@ def walk_counted(
                     content_depth -= 1
             elif kind == _BOLD:
                 out.bold_depth -= 1
+            elif kind == _EMPHASIS:
+                out.em_depth -= 1
             elif kind == _LINK and link is not None:
                 out.links.append((href, collapse("".join(link))))
                 link, href = saved_links.pop()
@@ -513,6 +524,8 @@ def walk_counted(
                 content_depth += 1
         elif kind == _BOLD:
             out.bold_depth += 1
+        elif kind == _EMPHASIS:
+            out.em_depth += 1
         elif kind == _LINK:
             saved_links.append((link, href))
             href = node.attributes.get("href") or ""

@@ -47,6 +47,7 @@ from pipeline.parse.sections import (
     Entry,
     Section,
     SplitPage,
+    clean_heading,
     intro_entries,
     is_code_label,
     repair_lost_headings,
@@ -199,7 +200,9 @@ def _build(
     present = set(sections)
     fields = present & set(SECTION_ORDER)
     intro = [] if "summary" in present else intro_entries(page)
-    others = [s for s in page.sections if s.key in _KEPT_AS_OTHER]
+    # A heading with nothing under it ("Numb fingers keeping you up at night?" over a button)
+    # holds nothing to keep.
+    others = [s for s in page.sections if s.key in _KEPT_AS_OTHER and s.entries]
     described = len(fields - {"similar_codes"})
     if _is_condition_page(page, present) or not (described or others or "similar_codes" in fields):
         raise _not_a_procedure(page, lines, doc_title, source, url, vocab, present)
@@ -246,11 +249,9 @@ def _build(
         anesthesia_texts += intro
     record["anesthesia"] = find_anesthesia(anesthesia_texts)
     record["other_sections"] = [
-        {
-            "heading": collapse(s.heading).rstrip(":").strip() or "(untitled)",
-            "text": section_text(s),
-        }
+        {"heading": clean_heading(s.heading) or "(untitled)", "text": text}
         for s in others
+        if (text := section_text(s)) or s.key != "other"
     ]
     try:
         procedure = Procedure.model_validate(record)
@@ -265,7 +266,7 @@ def _build(
         headings=sum(
             1 for s in page.sections if s.key not in ("ignore", "navigation") and s.heading
         ),
-        unclassified=sum(1 for s in page.sections if s.key == "other"),
+        unclassified=sum(1 for s in page.sections if s.key == "other" and s.entries),
         chrome_blocks=chrome.blocks,
         chrome_chars=chrome.chars,
         tiers=MappingProxyType(tiers),

@@ -63,6 +63,10 @@ _MAX_HEADING = 100
 _MAX_QUESTION_WORDS = 14
 #: A bold or large line longer than this is a lead sentence or a tagline, not a heading.
 _MAX_STYLED_WORDS = 10
+#: A line that is all link and at most this long is a call to action, not content.
+_MAX_LINK_WORDS = 6
+#: An italic or underlined line of at most this many words is a label ("Less common").
+_MAX_LABEL_WORDS = 6
 #: Slots an inline label ("During the procedure: ...") opens for its own line only.
 _LINE_SCOPED_SLOTS = frozenset({"during", "after", "skip"})
 _DURING = frozenset(stems(["during", "while", "throughout"]))
@@ -149,6 +153,7 @@ class Section:
     sublabels: list[str] = field(default_factory=list)
     tier: str = "phrase"
     verdict: Verdict | None = None
+    sub_rank: int = -1  # level of sub-labels set at the section's own level
 
 
 @dataclass(slots=True)
@@ -205,6 +210,8 @@ def heading_of(line: Line, vocab: Vocabulary) -> Heading | None:
         and len(text.split()) <= _MAX_STYLED_WORDS
     ):
         return Heading(text, LEVEL_STYLED, colon)
+    if line.emphasis and len(text.split()) <= _MAX_LABEL_WORDS and not _SENTENCE_END.search(text):
+        return Heading(text.rstrip(":"), LEVEL_LABEL, colon, strong=False)  # "<em>Common</em>"
     if text.startswith("**") and text.endswith(("**", "**:")):
         return Heading(text.strip("*: "), LEVEL_STYLED, colon)
     if len(text) <= 60 and text.isupper() and _CAPS_OK.match(text) and _THREE_LETTERS.search(text):
@@ -289,6 +296,9 @@ def find_title(lines: list[Line], heads: list[Heading | None], vocab: Vocabulary
     if h1 is not None:
         return h1
     found = [(i, h) for i, h in enumerate(heads) if h is not None and h.strong]
+    largest = _largest_heading(lines, found, vocab)
+    if largest is not None:
+        return largest
     for position, (i, head) in enumerate(found):
         later = [h.rank for _, h in found[position + 1 :]]
         if later and head.rank > min(later):
@@ -300,6 +310,22 @@ def find_title(lines: list[Line], heads: list[Heading | None], vocab: Vocabulary
             return i
         return None
     return None
+
+
+def _largest_heading(
+    lines: list[Line], found: list[tuple[int, Heading]], vocab: Vocabulary
+) -> int | None:
+    """The heading set in the page's largest font, when one stands out (a ``<font size=5>``
+    title among bold table cells)."""
+    sized = [(lines[i].size, i) for i, _ in found if lines[i].size > 0]
+    if not sized:
+        return None
+    top = max(size for size, _ in sized)
+    if sum(1 for size, _ in sized if size == top) != 1 or top <= min(size for size, _ in sized):
+        return None
+    index = next(i for size, i in sized if size == top)
+    verdict = classify(lines[index].text, vocab)
+    return index if verdict.section is None or verdict.tier == "cue" else None
 
 
 # --- the split ---------------------------------------------------------------------------------
@@ -344,10 +370,11 @@ class _Splitter:
             # A question under "Frequently Asked Questions", "Similar codes" under "Popular
             # codes": still chrome.
             return
-        if cur.key == "patient_experience" and deeper:
+        under = deeper or head.rank == cur.sub_rank or (not cur.entries and head.rank == cur.rank)
+        if cur.key == "patient_experience" and under:
             phase = _phase(key)
             if phase is not None:
-                self._sublabel(cur, key, phase)  # "While it's happening", "Later that day"
+                self._sublabel(cur, key, phase, head.rank)  # "While it's happening", "Later"
                 return
         verdict = self.verdict(head.text, kicker)
         section = verdict.section
@@ -372,10 +399,11 @@ class _Splitter:
         if section is not None:
             self._open(section, head, verdict)
             return
-        if cur.key in SECTION_ORDER and (deeper or (not cur.entries and head.rank == cur.rank)):
+        if cur.key in SECTION_ORDER and under:
             # An unknown heading deeper than the section's own, or right under it at the same
             # level ("Things that can go wrong" then "Common", "Less common"): a sub-label.
-            self._sublabel(cur, key, "items" if cur.key != "patient_experience" else "notes")
+            slot = "items" if cur.key != "patient_experience" else "notes"
+            self._sublabel(cur, key, slot, head.rank)
             return
         if cur.key in CHROME_KEYS and deeper:
             return
@@ -402,9 +430,11 @@ class _Splitter:
             return "summary"  # "Knee Replacement", "Total Knee Replacement": what it is
         return None
 
-    def _sublabel(self, cur: Section, key: str, slot: str) -> None:
+    def _sublabel(self, cur: Section, key: str, slot: str, rank: int = 0) -> None:
         cur.sublabels.append(key)
         self.slot = slot
+        if rank == cur.rank:
+            cur.sub_rank = rank  # its sibling sub-labels share the section's level
 
     def _slot_of(self, section: str, verdict: Verdict) -> str:
         if section != "patient_experience":
@@ -427,6 +457,13 @@ class _Splitter:
             if cur.heading != "title":
                 return
             cur = self.intro
+        if (
+            line.link_chars * 10 >= len(text) * 9
+            and len(text.split()) <= _MAX_LINK_WORDS
+            and cur.key not in ("similar_codes", "ignore", "navigation")
+            and not _CODE_START.search(text)
+        ):
+            return  # "Book online", "Learn more →": a link of its own, not content
         item = line.in_list or has_marker(text)
         entries = cur.entries
         if entries and entries[-1].item and not clean_item(entries[-1].text):
@@ -592,11 +629,15 @@ def split_sections(
     splitter.wide = _broken_lines(lines, heads)
     splitter.broken = splitter.wide > 0
     skip = _header_rows(lines)
+    metadata = _metadata_rows(lines, heads, vocab)
     for i, line in enumerate(lines):
         if title_at is not None and title_end is not None and title_at <= i <= title_end:
             splitter.current = Section("preamble", "title", 0)
             continue
         if i in skip or _FURNITURE.match(line.text):
+            continue
+        if i in metadata:
+            splitter.preamble.append(line.text)  # "BETOS" | "I2A": a fact about the code
             continue
         if (title_at is not None and i < title_at) or line.size in small:
             # The site's header, badges and breadcrumbs; small print (running headers and
@@ -682,6 +723,52 @@ def _mark_large(lines: list[Line]) -> frozenset[float]:
 
 def _title_stems(title: str, vocab: Vocabulary) -> frozenset[str]:
     return frozenset(s for s in stems(words(title.lower())) if s not in vocab.stopwords)
+
+
+#: Label/value rows in a row before they read as a table of facts.
+_FACT_ROWS = 3
+_FACT_WORDS = 8
+
+
+def _metadata_rows(lines: list[Line], heads: list[Heading | None], vocab: Vocabulary) -> set[int]:
+    """Rows of a table of facts about the code ("Global period" | "010 days", "Status" |
+    "Active"): label and value lines that are metadata, not sections.
+
+    A run of at least three short label/value pairs is a facts table. When one of its labels
+    names a field of the record ("Time needed", "Where") it is a box of content and its rows
+    stay sections; otherwise every row is metadata.
+    """
+    found: set[int] = set()
+    i = 0
+    while i < len(lines) - 1:
+        run: list[int] = []
+        j = i
+        while (
+            j + 1 < len(lines)
+            and heads[j] is not None
+            and heads[j + 1] is None
+            and len(lines[j + 1].text.split()) <= _FACT_WORDS
+            and len(heads[j].text.split()) <= _FACT_WORDS
+        ):
+            run.append(j)
+            j += 2
+        if len(run) >= _FACT_ROWS and not any(
+            _names_field(classify(heads[k].text, vocab)) for k in run if heads[k] is not None
+        ):
+            for k in run:
+                found.update((k, k + 1))
+        i = j + 1 if run else i + 1
+    return found
+
+
+def _names_field(verdict: Verdict) -> bool:
+    """True when a label plainly names a field of the record (not the similar codes)."""
+    return verdict.section in _FACT_FIELDS and (
+        verdict.tier == "phrase" or verdict.score >= STRONG_CUE
+    )
+
+
+_FACT_FIELDS = frozenset(RECORD_SECTIONS) - {"similar_codes"} | {"anesthesia_info"}
 
 
 def _header_rows(lines: list[Line]) -> set[int]:
@@ -962,6 +1049,15 @@ def _target_for(moved: list[Entry], missing: list[str], source: str) -> str | No
     return None
 
 
+_HEADING_MARKS = re.compile(r"^\s*\[\s*edit\s*\]\s*|\s*\[\s*edit\s*\]\s*$|[\s¶§#]+$|^#{1,6}\s*")
+
+
+def clean_heading(text: str) -> str:
+    """A heading as shown, without edit links, permalink marks, Markdown or a trailing colon."""
+    text = _HEADING_MARKS.sub("", clean_item(text)).strip()
+    return text.rstrip(":").strip() or text
+
+
 def section_text(section: Section) -> str:
     """The lines of a section as one text: bullets removed, one line each."""
     return "\n".join(t for t in (clean_item(e.text) for e in section.entries) if t)
@@ -991,6 +1087,7 @@ __all__ = [
     "Section",
     "SplitPage",
     "classify_key",
+    "clean_heading",
     "heading_of",
     "intro_entries",
     "repair_lost_headings",
