@@ -741,21 +741,23 @@ def _metadata_rows(lines: list[Line], heads: list[Heading | None], vocab: Vocabu
     found: set[int] = set()
     i = 0
     while i < len(lines) - 1:
-        run: list[int] = []
+        run: list[tuple[int, Heading]] = []
         j = i
-        while (
-            j + 1 < len(lines)
-            and heads[j] is not None
-            and heads[j + 1] is None
-            and len(lines[j + 1].text.split()) <= _FACT_WORDS
-            and len(heads[j].text.split()) <= _FACT_WORDS
-        ):
-            run.append(j)
+        while j + 1 < len(lines):
+            head = heads[j]
+            if (
+                head is None
+                or heads[j + 1] is not None
+                or len(lines[j + 1].text.split()) > _FACT_WORDS
+                or len(head.text.split()) > _FACT_WORDS
+            ):
+                break
+            run.append((j, head))
             j += 2
         if len(run) >= _FACT_ROWS and not any(
-            _names_field(classify(heads[k].text, vocab)) for k in run if heads[k] is not None
+            _names_field(classify(head.text, vocab)) for _, head in run
         ):
-            for k in run:
+            for k, _ in run:
                 found.update((k, k + 1))
         i = j + 1 if run else i + 1
     return found
