@@ -59,7 +59,7 @@ CHECKED_TAGS: frozenset[str] = frozenset(
 STYLED_TAGS: frozenset[str] = frozenset({"span", "font"})
 HEADING_TAGS: dict[str, int] = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
 #: Block elements whose markup may make them a heading (class, role, tag).
-_HEADING_HOSTS: frozenset[str] = frozenset({"div", "p", "dt", "summary", "button", "td", "th"})
+_HEADING_HOSTS: frozenset[str] = frozenset({"div", "p", "td", "th"})
 #: Sectioning content: a ``<footer>`` inside one is the article's own, not the site's (a
 #: footer directly in ``<main>`` or ``<body>`` is the page's footer).
 CONTENT_TAGS: frozenset[str] = frozenset({"article", "section"})
@@ -88,7 +88,9 @@ _HEADING_CLASS = re.compile(
     r"|accordion-toggle|accordion-header|panel-title|card-title)(?:$|[-_\d])",
     re.IGNORECASE,
 )
-_BOLD_CLASS = re.compile(r"^(?:font-(?:bold|semibold|extrabold|black)|fw-bold|bold|strong)$")
+_BOLD_CLASS = re.compile(
+    r"(?:^|\s)(?:font-(?:bold|semibold|extrabold|black)|fw-bold|bold|strong)(?=\s|$)"
+)
 #: Large text: at least this many pixels (pt and em converted at 16 px per em, 0.75 pt per px).
 BIG_PX = 17.5
 
@@ -133,17 +135,10 @@ class Chrome:
             return True
         if attrs.get("role") in self.roles:
             return True
-        chrome = False
-        for name in ("class", "id"):
-            value = attrs.get(name)
-            if not value:
-                continue
-            for token in value.split():
-                if self.keep.fullmatch(token):
-                    return False
-                if not chrome and self.token.fullmatch(token):
-                    chrome = True
-        return chrome
+        marked = f"{attrs.get('class') or ''} {attrs.get('id') or ''}"
+        if len(marked) < 3 or self.token.search(marked) is None:
+            return False
+        return self.keep.search(marked) is None
 
 
 _FONT_SIZES = {1: 10.0, 2: 13.0, 3: 16.0, 4: 18.0, 5: 24.0, 6: 32.0, 7: 48.0}
@@ -336,14 +331,14 @@ def _block_heading(tag: str, attrs: dict[str, str | None]) -> tuple[int, str]:
         return (int(aria) if aria.isdigit() and 0 < int(aria) < 7 else level or 2), "aria"
     if level:
         return level, "h"
-    if tag == "dt":
-        return 0, "dt"
-    if tag == "summary":
-        return 0, "summary"
     cls = attrs.get("class")
     if cls and _HEADING_CLASS.search(cls):
         return 0, "class"
     return 0, ""
+
+
+#: Chrome holding less text than this is never most of a page (no need to measure the page).
+_SMALL_CHROME = 1500
 
 
 class _Walk:
@@ -367,23 +362,26 @@ class _Walk:
     def _confirmed(self, node: Any) -> bool:
         """Chrome unless the container holds most of the page's text (a mislabelled wrapper)."""
         chars = len(node.text(deep=True, strip=True))
-        if self.page_chars < 0:
-            self.page_chars = len(self.root.text(deep=True, strip=True))
-        if self.page_chars and chars > 0.6 * self.page_chars:
-            return False
+        if chars > _SMALL_CHROME:
+            if self.page_chars < 0:
+                self.page_chars = len(self.root.text(deep=True, strip=True))
+            if chars > 0.6 * self.page_chars:
+                return False
         self.count.blocks += 1
         self.count.chars += chars
         return True
 
 
 #: Elements whose attributes are read (chrome, heading markup, font size and weight).
-_ATTR_TAGS: frozenset[str] = (
-    CHECKED_TAGS
-    | STYLED_TAGS
-    | frozenset(
-        {"h1", "h2", "h3", "h4", "h5", "h6", "dt", "summary", "th", "b", "strong", "em", "i", "u"}
-    )
-)
+_ATTR_TAGS: frozenset[str] = CHECKED_TAGS | STYLED_TAGS | frozenset({"th", "button"})
+#: The heading level and hint an element gives by its tag alone.
+_TAG_HINTS: dict[str, tuple[int, str]] = {
+    **{tag: (level, "h") for tag, level in HEADING_TAGS.items()},
+    "dt": (0, "dt"),
+    "summary": (0, "summary"),
+    "button": (0, "summary"),
+}
+_NO_HINT = (0, "")
 _NO_STYLES = Styles()
 
 
@@ -405,10 +403,8 @@ def walk_counted(
     css = styles or _NO_STYLES
     out = _Lines()
     state = _Walk(root, chrome)
-    ids: list[int] = [root.mem_id]
-    kinds: list[int] = [_BLOCK]
-    tags: list[str] = [root.tag]
-    bolds: list[bool] = [False]  # per open element: its style makes its text bold
+    # The open elements, innermost last: (mem_id, kind, tag, its style makes its text bold).
+    stack: list[tuple[int, int, str, bool]] = [(root.mem_id, _BLOCK, root.tag, False)]
     sizes = out.sizes  # per open element: the font size of its text (inherited), 0 unknown
     saved_links: list[tuple[list[str] | None, str]] = []
     link: list[str] | None = None  # anchor text parts of the <a> we are in
@@ -429,13 +425,11 @@ def walk_counted(
         elif tag == "-comment":
             continue
         parent = node.parent.mem_id
-        while ids[-1] != parent and len(ids) > 1:
+        while stack[-1][0] != parent and len(stack) > 1:
             # Leave the innermost open element.
-            ids.pop()
-            kind = kinds.pop()
-            closed = tags.pop()
+            _, kind, closed, was_bold = stack.pop()
             sizes.pop()
-            if bolds.pop():
+            if was_bold:
                 out.bold_depth -= 1
             if kind == _SKIP:
                 skip -= 1
@@ -478,7 +472,7 @@ def walk_counted(
             and state.is_chrome(node, tag, attrs, content_depth)
         ):
             kind = _SKIP
-        if attrs and kind != _SKIP:
+        if attrs and kind != _SKIP and ("style" in attrs or "class" in attrs or tag == "font"):
             style = attrs.get("style")
             if style:
                 size = style_size(style)
@@ -487,14 +481,11 @@ def walk_counted(
             if cls:
                 class_size, class_bold = css.of(cls) if css.classes else (0.0, False)
                 size = size or class_size
-                bold = bold or class_bold or any(_BOLD_CLASS.match(t) for t in cls.split())
+                bold = bold or class_bold or _BOLD_CLASS.search(cls) is not None
             if tag == "font":
                 size = size or font_size(attrs.get("size"))
-        ids.append(node.mem_id)
-        kinds.append(kind)
-        tags.append(tag)
+        stack.append((node.mem_id, kind, tag, bold))
         sizes.append(size or sizes[-1])
-        bolds.append(bold)
         if bold:
             out.bold_depth += 1
         if kind == _SKIP:
@@ -503,16 +494,12 @@ def walk_counted(
             if out.parts:
                 out.flush()
             out.blocks.append(tag)
-            if attrs is not None and (tag in HEADING_TAGS or tag in _HEADING_HOSTS):
-                level, hint = _block_heading(tag, attrs)
-                if tag == "dt":
-                    hint = "dt"
-                elif tag in ("summary", "button"):
-                    hint = "summary"
-            else:
-                level, hint = HEADING_TAGS.get(tag, 0), "h" if tag in HEADING_TAGS else ""
-            if not level and not hint and out.hints[-1] and tag in ("p", "div"):
-                level, hint = out.levels[-1], out.hints[-1]  # inside a heading element
+            level, hint = _TAG_HINTS.get(tag, _NO_HINT)
+            if not hint:
+                if attrs and tag in _HEADING_HOSTS:
+                    level, hint = _block_heading(tag, attrs)
+                if not hint and out.hints[-1] and tag in ("p", "div"):
+                    level, hint = out.levels[-1], out.hints[-1]  # inside a heading element
             out.levels.append(level)
             out.hints.append(hint)
             if kind == _GROUP:

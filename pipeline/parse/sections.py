@@ -63,6 +63,10 @@ _MAX_HEADING = 100
 _MAX_QUESTION_WORDS = 14
 #: A bold or large line longer than this is a lead sentence or a tagline, not a heading.
 _MAX_STYLED_WORDS = 10
+#: A plain line at most this long may be a sub-label ("During", "Rare risks").
+_MAX_PLAIN_SUBLABEL = 40
+#: A line this short may be a bullet on its own (PDF exports put the glyph on its own line).
+_BULLET_ONLY = 3
 #: A line that is all link and at most this long is a call to action, not content.
 _MAX_LINK_WORDS = 6
 #: An italic or underlined line of at most this many words is a label ("Less common").
@@ -107,9 +111,12 @@ _CODE_LABEL = re.compile(
 )
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def is_code_label(text: str) -> bool:
     """A line that only labels the page's code ("CPT code:", "Procedure code (CPT)")."""
-    if not 2 <= len(text) <= 60 or any(c.isdigit() for c in text.replace("10", "")):
+    if not 2 <= len(text) <= 60 or _DIGIT.search(text.replace("10", "")):
         return False
     return _CODE_LABEL.match(text) is not None
 
@@ -193,7 +200,7 @@ def heading_of(line: Line, vocab: Vocabulary) -> Heading | None:
     md = _MARKDOWN.match(text) if text[0] == "#" else None
     if md:
         return Heading(md.group(2), len(md.group(1)), text.endswith(":"))
-    if text[0] in "CcHhIi" and CODE_BADGE.match(text):
+    if text[0] in "CcHhIi" and len(text) < 40 and CODE_BADGE.match(text):
         return None
     hint = line.hint
     if hint == "dt":
@@ -296,7 +303,7 @@ def find_title(lines: list[Line], heads: list[Heading | None], vocab: Vocabulary
     if h1 is not None:
         return h1
     found = [(i, h) for i, h in enumerate(heads) if h is not None and h.strong]
-    largest = _largest_heading(lines, found, vocab)
+    largest = _largest_heading(lines, heads, vocab)
     if largest is not None:
         return largest
     for position, (i, head) in enumerate(found):
@@ -313,17 +320,18 @@ def find_title(lines: list[Line], heads: list[Heading | None], vocab: Vocabulary
 
 
 def _largest_heading(
-    lines: list[Line], found: list[tuple[int, Heading]], vocab: Vocabulary
+    lines: list[Line], heads: list[Heading | None], vocab: Vocabulary
 ) -> int | None:
-    """The heading set in the page's largest font, when one stands out (a ``<font size=5>``
-    title among bold table cells)."""
-    sized = [(lines[i].size, i) for i, _ in found if lines[i].size > 0]
+    """The line set in the page's largest font, when one stands out (a ``<font size=4>``
+    title among bold table cells), even when it is too long to read as a section heading."""
+    sized = [(line.size, i) for i, line in enumerate(lines) if line.hint == "big"]
     if not sized:
         return None
     top = max(size for size, _ in sized)
-    if sum(1 for size, _ in sized if size == top) != 1 or top <= min(size for size, _ in sized):
+    tops = [i for size, i in sized if size == top]
+    if len(tops) != 1 or (len(sized) > 1 and top <= min(size for size, _ in sized)):
         return None
-    index = next(i for size, i in sized if size == top)
+    index = tops[0]
     verdict = classify(lines[index].text, vocab)
     return index if verdict.section is None or verdict.tier == "cue" else None
 
@@ -466,7 +474,12 @@ class _Splitter:
             return  # "Book online", "Learn more →": a link of its own, not content
         item = line.in_list or has_marker(text)
         entries = cur.entries
-        if entries and entries[-1].item and not clean_item(entries[-1].text):
+        if (
+            entries
+            and entries[-1].item
+            and len(entries[-1].text) <= _BULLET_ONLY
+            and not clean_item(entries[-1].text)
+        ):
             # A bullet on a line of its own (PDF exports): the next line is its text.
             last = entries[-1]
             entries[-1] = replace(last, text=f"{last.text} {text}", links=line.links)
@@ -492,7 +505,8 @@ class _Splitter:
 
     def feed(self, line: Line, head: Heading | None, kicker: str | None) -> None:
         cur = self.current
-        inline = _inline_label(line, self.vocab, cur.key)
+        text = line.text
+        inline = _inline_label(line, self.vocab, cur.key) if line.lead_bold or ":" in text else None
         if inline is not None and cur.key != "preamble":
             label, rest = inline
             key = heading_key(label)
@@ -515,8 +529,14 @@ class _Splitter:
                 self.heading(Heading(label, LEVEL_LABEL, True))
                 self.content(line, rest)
                 return
-        if head is None and len(line.text) <= 40 and not line.in_list:
-            slot = self.vocab.sublabel_of(cur.key, heading_key(line.text))
+        if (
+            head is None
+            and len(text) <= _MAX_PLAIN_SUBLABEL
+            and not line.in_list
+            and cur.key in self.vocab.sublabels
+            and text[-1:] != "."
+        ):
+            slot = self.vocab.sublabel_of(cur.key, heading_key(text))
             if slot is not None:
                 # A sub-label on a plain line of its own ("During", "Rare risks").
                 self._sublabel(cur, heading_key(line.text), slot)
@@ -644,11 +664,13 @@ def split_sections(
             # footers of a printed document): read for the code, never section content.
             splitter.preamble.append(line.text)
             continue
+        following = lines[i + 1].text if i + 1 < len(lines) else ""
         if (
-            i + 1 < len(lines)
+            following
+            and len(following) < 40
+            and (BARE_CODE.match(following) or CODE_BADGE.match(following))
             and splitter.current.key != "similar_codes"
             and is_code_label(line.text)
-            and (BARE_CODE.match(lines[i + 1].text) or CODE_BADGE.match(lines[i + 1].text))
         ):
             # "CPT code:" | "28285" in two cells: the page's code, not content.
             splitter.codes.append((line.text, lines[i + 1].text.strip()))

@@ -262,7 +262,9 @@ def _cue_table(sections: dict[str, SectionWords]) -> tuple[CueTable, tuple[str, 
 
 
 def _token_pattern(patterns: list[str]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+    """One regex that finds a WHOLE white-space separated token matching any of ``patterns``."""
+    alternation = "|".join(f"(?:{p})" for p in patterns)
+    return re.compile(rf"(?:^|(?<=\s))(?:{alternation})(?=\s|$)", re.IGNORECASE)
 
 
 def build_vocabulary(data: dict[str, Any]) -> Vocabulary:
