@@ -129,6 +129,14 @@ _LABELED_SEGMENT = re.compile(
 )
 
 
+#: A code at the end of a slug: "laparoscopic-appendectomy-0dtj4zz", "knee-arthroscopy-29881".
+_SLUG_TAIL = re.compile(
+    r"[-_](?P<code>\d{4}[0-9ftum]|[a-z]\d{4}|(?=[a-z0-9]*\d)(?=[a-z0-9]*[a-z])[0-9a-hj-np-z]{7}"
+    r"|[a-z]\d[0-9a-z]\.[0-9a-z]{1,4})$",
+    re.IGNORECASE,
+)
+
+
 def _has_digit(code: str) -> bool:
     return any(c.isdigit() for c in code)
 
@@ -140,7 +148,7 @@ def code_from_location(location: str) -> tuple[CodeSystem | None, str] | None:
     (``/procedures/cpt-42826-tonsillectomy``, ``.../capsulotomy-cpt-66821``); a query parameter
     (``?code=45378``, ``?cpt=27130``); a segment after a system segment (``/cpt/45378``); a file
     name ``<CODE>-<slug>.html`` or ``<CODE>.html``; a segment that is only a code
-    (``/tests/93306/echocardiogram``).
+    (``/tests/93306/echocardiogram``); a code at the end of a slug (``.../appendectomy-0dtj4zz``).
     """
     without_fragment = location.strip().split("#", 1)[0]
     path, _, query = without_fragment.partition("?")
@@ -190,6 +198,12 @@ def code_from_location(location: str) -> tuple[CodeSystem | None, str] | None:
             p.fullmatch(segment.upper()) for p in CODE_PATTERNS.values()
         ):
             return _fitting(segment.upper(), None)
+    for segment in reversed(segments):
+        tail = _SLUG_TAIL.search(segment)
+        if tail is not None:
+            found = _fitting(tail.group("code").upper(), None)
+            if found is not None:
+                return found
     return None
 
 

@@ -53,6 +53,7 @@ _OTHER_FIRST = (
     r"|(?-i:CNAs?)|speech(?:[\s-]+(?:and[\s-]+)?language)?\s+pathologists?"
     r"|audiologists?|psychologists?|embryologists?|\w*technologists?"
     r"|registered\s+(?:\w+\s+){0,3}specialists?|(?:play|child[\s-]+life|certified\s+\w+)\s+specialists?"
+    r"|(?:theatre|theater|operating\s+department|perioperative)\s+practitioners?"
 )
 _PHYSICIAN = (
     r"physicians?|doctors?|(?<!nurse\s)(?<!nurse-)practitioners?|providers?"

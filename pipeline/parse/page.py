@@ -141,6 +141,7 @@ def extract(
     meta = page_metadata(tree) if "ld+json" in text or "canonical" in text else PageMeta()
     doc_title = _document_title(tree)
     styles = _styles(tree) if "<style" in text or "<STYLE" in text else None
+    boxed = _aside_codes(tree, vocab.label_max_chars) if "<aside" in text else []
     stripped = _remove_chrome(tree, vocab)
     body = tree.body
     lines, chrome = (
@@ -152,6 +153,8 @@ def extract(
     repair_lost_headings(page)
     chrome.blocks += stripped.blocks
     chrome.chars += stripped.chars
+    if boxed:
+        meta = replace(meta, boxed=tuple(boxed))
     return _build(page, lines, doc_title, meta, source, url, vocab, chrome)
 
 
@@ -171,6 +174,18 @@ def _styles(tree: LexborHTMLParser) -> Styles | None:
     css = "".join(node.text(deep=True) for node in tree.css("style"))
     styles = parse_styles(css) if "font" in css else None
     return styles if styles is not None and styles.classes else None
+
+
+def _aside_codes(tree: LexborHTMLParser, label_max: int) -> list[tuple[CodeSystem | None, str]]:
+    """Labelled codes in ``<aside>`` boxes (a wiki's infobox, a facts box), which are dropped
+    as chrome: the last place the page's code is looked for."""
+    found: list[tuple[CodeSystem | None, str]] = []
+    for node in tree.css("aside"):
+        lines = [line for line in node.text(separator="\n", strip=True).split("\n") if line]
+        system, code = _label_codes(lines, label_max)
+        if code is not None:
+            found.append((code[0] or system, code[1]))
+    return found
 
 
 def _remove_chrome(tree: LexborHTMLParser, vocab: Vocabulary) -> ChromeCount:
@@ -370,15 +385,19 @@ def _label_codes(
     """The system a label names, and the first labeled code, in the lines around the title."""
     label_system: CodeSystem | None = None
     page_code: tuple[CodeSystem | None, str] | None = None
-    for i, text in enumerate(preamble):
+    for i, raw in enumerate(preamble):
+        text = _GLUED_LABEL.sub(" ", raw)
         if len(text) <= label_max:
             found = system_from_label(text)
             if label_system is None:
                 label_system = found
             if page_code is None and is_code_label(text) and i + 1 < len(preamble):
-                bare = BARE_CODE.match(preamble[i + 1])
+                value = preamble[i + 1]
+                bare = BARE_CODE.match(value) or _CODE_THEN_SYSTEM.match(value)
                 if bare is not None:
-                    page_code = (_label_system(text), bare.group("code").upper())
+                    named = bare.groupdict().get("system")
+                    system = _label_system(named) if named else _label_system(text)
+                    page_code = (system, bare.group("code").upper())
         if page_code is None:
             badge = CODE_BADGE.match(text)
             if badge is not None:
@@ -388,6 +407,13 @@ def _label_codes(
     return label_system, page_code
 
 
+#: "66984 (CPT)": a code value followed by its system.
+_CODE_THEN_SYSTEM = re.compile(
+    rf"^\s*(?P<code>{_CODE_FORMAT})\s*\(?\s*(?P<system>CPT|HCPCS|ICD-?10-?(?:CM|PCS))\s*\)?\s*$",
+    re.IGNORECASE,
+)
+#: "Billing codeCPT 45385": a label glued to the system by adjacent inline elements.
+_GLUED_LABEL = re.compile(r"(?<=[a-z])(?=(?:CPT|HCPCS|ICD)\b)")
 _SYSTEM_WORD = re.compile(
     r"\b(?:cpt(?:\s*-?\s*4)?|hcpcs|icd\s*-?\s*10\s*-?\s*(?:cm|pcs))\b", re.IGNORECASE
 )
@@ -443,6 +469,7 @@ def _code(
         if located:
             candidates.append(located)
     candidates += badges
+    candidates += meta.boxed
     for found_system, code in candidates:
         for system in (found_system, label_system, infer_system(code)):
             if system is not None and code_fits(code, system):

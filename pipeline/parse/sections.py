@@ -645,6 +645,7 @@ def split_sections(
         title = f"{title} {lines[title_end].text}"
     title_stems = _title_stems(title or title_words or "", vocab)
     kickers = _kickers(lines, heads)
+    as_items = _heading_runs(lines, heads, vocab)
     splitter = _Splitter(vocab, title_stems)
     splitter.wide = _broken_lines(lines, heads)
     splitter.broken = splitter.wide > 0
@@ -704,6 +705,15 @@ def split_sections(
             # A styled line right under the title ("Total and partial knee arthroplasty at
             # Mount Private Hospital"): the page's subtitle, not a section.
             splitter.preamble.append(line.text)
+            continue
+        if (
+            i in as_items
+            and splitter.current.key in SECTION_ORDER
+            and (head is not None and head.rank > splitter.current.rank)
+        ):
+            # One of several headings in a row with nothing under them ("Pediatric ENT
+            # surgeon", "Recovery room nurse" as icon-box titles): items of the section.
+            splitter.content(replace(line, in_list=True), line.text)
             continue
         splitter.feed(line, head, kickers.get(i - 1))
     page = SplitPage(
@@ -795,6 +805,27 @@ def _names_field(verdict: Verdict) -> bool:
 _FACT_FIELDS = frozenset(RECORD_SECTIONS) - {"similar_codes"} | {"anesthesia_info"}
 
 
+def _heading_runs(lines: list[Line], heads: list[Heading | None], vocab: Vocabulary) -> set[int]:
+    """Headings of one level, two or more in a row with no text under any of them, none a
+    known heading: the item titles of a card or icon-box list, not sections."""
+    found: set[int] = set()
+    ranks = [head.rank if head is not None else 0 for head in heads]
+    i = 0
+    while i < len(lines):
+        if not ranks[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(lines) and ranks[j + 1] == ranks[i]:
+            j += 1
+        ends = j + 1 >= len(lines) or 0 < ranks[j + 1] < ranks[i]
+        run = range(i, j + 1 if ends else j)
+        if len(run) >= 2 and not any(vocab.section_of(heading_key(lines[k].text)) for k in run):
+            found.update(run)
+        i = j + 1
+    return found
+
+
 def _header_rows(lines: list[Line]) -> set[int]:
     """Runs of two or more ``<th>`` lines: the column headers of a table, never content."""
     found: set[int] = set()
@@ -839,6 +870,11 @@ _ACTION = re.compile(
     r"technician|technologist|sonographer|endoscopist|urologist|anaesthetist|anesthesiologist)s?\b",
     re.IGNORECASE,
 )
+_ANESTHESIA_WORD = re.compile(
+    r"\b(?:an(?:a)?esthe\w+|sedat\w+|numb\w*|nerve\s+block|spinal\s+injection|asleep"
+    r"|epidural|lidocaine|entonox|gas\s+and\s+air)\b",
+    re.IGNORECASE,
+)
 _INSTRUCTION = re.compile(
     r"^(?:avoid|keep|take|call|rest|do not|don't|don’t|return|resume|wear|use|drink|eat|walk|"
     r"change|contact|wait|apply|remove|shower|bathe|follow|ask|arrange|plan|stop|try|get|go)\b"
@@ -869,17 +905,15 @@ def _shape(section: Section) -> set[str]:
         shapes.add("patient_experience")
     if sum(1 for t in texts if _INSTRUCTION.search(t)) * 2 >= len(texts):
         shapes.add("recovery")
+    if sum(1 for t in texts if _ANESTHESIA_WORD.search(t)) * 2 >= len(texts):
+        shapes.add("anesthesia_info")
     return shapes
 
 
 def _link_dense(section: Section) -> bool:
     chars = sum(len(e.text) for e in section.entries)
     links = sum(e.link_chars for e in section.entries)
-    return (
-        chars > 0
-        and links >= _LINK_DENSE * chars
-        and sum(len(e.links) for e in section.entries) >= 2
-    )
+    return chars > 0 and links >= _LINK_DENSE * chars and any(e.links for e in section.entries)
 
 
 def _settle(page: SplitPage, vocab: Vocabulary) -> None:
@@ -902,6 +936,17 @@ def _settle(page: SplitPage, vocab: Vocabulary) -> None:
             if len(shapes) == 1 and verdict is not None and _codes_or_people(verdict, shapes):
                 section.key = shapes.pop()
                 section.tier = "content"
+            continue
+        if (
+            section.key in ("recovery", "patient_experience", "steps")
+            and verdict is not None
+            and verdict.tier == "cue"
+            and verdict.score < STRONG_CUE
+            and "anesthesia_info" in _shape(section)
+        ):
+            # "Pain relief" over two paragraphs about the anaesthetic: the anesthesia section.
+            section.key = "anesthesia_info"
+            section.tier = "content"
             continue
         if verdict is None or not verdict.ambiguous or verdict.runner_up is None:
             continue

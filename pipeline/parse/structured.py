@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import escape
 from typing import Any
+
+from pipeline.models import CodeSystem
 
 #: JSON-LD larger than this (characters) is not read.
 MAX_JSON_LD = 200_000
@@ -39,7 +41,7 @@ class PageMeta:
     codes: tuple[tuple[str | None, str], ...] = ()  # (coding system as written, code value)
     names: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()  # canonical link, og:url
-    extra: dict[str, str] = field(default_factory=dict)
+    boxed: tuple[tuple[CodeSystem | None, str], ...] = ()  # labelled codes in <aside> boxes
 
 
 def _objects(value: Any) -> Iterator[dict[str, Any]]:
