@@ -65,6 +65,20 @@ _MAX_QUESTION_WORDS = 14
 _MAX_STYLED_WORDS = 10
 #: A plain line at most this long may be a sub-label ("During", "Rare risks").
 _MAX_PLAIN_SUBLABEL = 40
+_ANSWER = re.compile(r"^(?:A|Answer)\s*[:.]\s*", re.IGNORECASE)
+_WORDY = re.compile(r"\w")
+#: Lines that are never a section's content: disclaimers, cookie notices, copyright, bylines,
+#: calls to action with a phone number.
+_NOT_CONTENT = re.compile(
+    r"for (?:general )?(?:information(?:al)?|education(?:al)?)(?: purposes)? only"
+    r"|(?:does|do|is) not (?:replace|constitute|substitute)|not a substitute for"
+    r"|all rights reserved|^©|^copyright\b|(?:we|this (?:site|website)) (?:use|uses|are using) cookies"
+    r"|\b\d+\s+min(?:ute)?s?\s+read\b|^(?:tags|categories|filed under|posted in)\s*:"
+    r"|^\W*(?:call|phone|book|request|schedule)\b(?![^:]*\bif\b)[^.:]{0,40}\(?\d{3,5}\)?[\s.-]?\d{3}"
+    r"[\s.-]?\d{3,4}\b[^.:]*$"
+    r"|available in (?:large print|other formats|other languages|braille|audio)|^printed (?:from|on)\b",
+    re.IGNORECASE,
+)
 #: A line this short may be a bullet on its own (PDF exports put the glyph on its own line).
 _BULLET_ONLY = 3
 #: A line that is all link and at most this long is a call to action, not content.
@@ -459,6 +473,12 @@ class _Splitter:
             self.slot = "notes"
 
     def content(self, line: Line, text: str) -> None:
+        if text[:2] in ("A:", "A.") or text[:7].lower() == "answer:":
+            text = _ANSWER.sub("", text)  # the answer of a "Q: ... A: ..." page
+            if not text:
+                return
+        elif not _WORDY.search(text):
+            return  # an icon or emoji on a line of its own ("⏱️")
         cur = self.current
         if cur.key == "preamble":
             self.preamble.append(text)
@@ -470,8 +490,8 @@ class _Splitter:
             and len(text.split()) <= _MAX_LINK_WORDS
             and cur.key not in ("similar_codes", "ignore", "navigation")
             and not _CODE_START.search(text)
-        ):
-            return  # "Book online", "Learn more →": a link of its own, not content
+        ) or _NOT_CONTENT.search(text):
+            return  # "Book online", "Learn more →", a disclaimer, a byline: not content
         item = line.in_list or has_marker(text)
         entries = cur.entries
         if (
@@ -507,6 +527,15 @@ class _Splitter:
         cur = self.current
         text = line.text
         inline = _inline_label(line, self.vocab, cur.key) if line.lead_bold or ":" in text else None
+        if inline is None and cur.key == "patient_experience" and ":" in text[:40]:
+            label, _, rest = text.partition(":")
+            phase = _phase(heading_key(label)) if len(label.split()) <= 5 else None
+            if phase is not None and _WORDY.search(rest):
+                # "During the injection: you feel pressure" labels its own line.
+                slot, self.slot = self.slot, phase
+                self.content(line, rest.strip())
+                self.slot = slot
+                return
         if inline is not None and cur.key != "preamble":
             label, rest = inline
             key = heading_key(label)
@@ -905,7 +934,7 @@ def _shape(section: Section) -> set[str]:
         shapes.add("patient_experience")
     if sum(1 for t in texts if _INSTRUCTION.search(t)) * 2 >= len(texts):
         shapes.add("recovery")
-    if sum(1 for t in texts if _ANESTHESIA_WORD.search(t)) * 2 >= len(texts):
+    if sum(1 for t in texts if _ANESTHESIA_WORD.search(t)) * 3 >= len(texts) * 2:
         shapes.add("anesthesia_info")
     return shapes
 
@@ -938,7 +967,7 @@ def _settle(page: SplitPage, vocab: Vocabulary) -> None:
                 section.tier = "content"
             continue
         if (
-            section.key in ("recovery", "patient_experience", "steps")
+            section.key in ("recovery", "patient_experience")
             and verdict is not None
             and verdict.tier == "cue"
             and verdict.score < STRONG_CUE
