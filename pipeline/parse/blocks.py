@@ -111,6 +111,7 @@ class Line:
     link_chars: int = 0  # characters of the text inside links
     size: float = 0.0  # smallest font size (px) of its text that the page states; 0 unknown
     emphasis: bool = False  # all of it in italics or underlined
+    y: float = 0.0  # vertical position the page states (absolute layouts: PDF exports); 0 none
 
 
 @dataclass(slots=True)
@@ -139,6 +140,18 @@ class Chrome:
         if len(marked) < 3 or self.token.search(marked) is None:
             return False
         return self.keep.search(marked) is None
+
+
+_PLACE = re.compile(r"(?:^|;)\s*(?P<side>top|bottom)\s*:\s*(?P<n>-?\d+(?:\.\d+)?)px")
+
+
+def _place(style: str) -> float:
+    """The vertical position a style states, top-down (``top``, or minus ``bottom``); 0 none."""
+    match = _PLACE.search(style)
+    if match is None:
+        return 0.0
+    value = float(match["n"])
+    return (value if match["side"] == "top" else -value) or 1e-6
 
 
 _FONT_SIZES = {1: 10.0, 2: 13.0, 3: 16.0, 4: 18.0, 5: 24.0, 6: 32.0, 7: 48.0}
@@ -172,6 +185,15 @@ class Styles:
 
     #: class -> (font size px or 0, bold, position of its last rule in the stylesheet)
     classes: dict[str, tuple[float, bool, int]] = field(default_factory=dict)
+    #: class -> vertical position (top, or minus bottom) in px, for absolutely placed lines
+    places: dict[str, float] = field(default_factory=dict)
+
+    def place_of(self, cls: str) -> float:
+        for token in cls.split():
+            y = self.places.get(token)
+            if y is not None:
+                return y
+        return 0.0
 
     def of(self, cls: str) -> tuple[float, bool]:
         """Size and weight of an element's classes: the later rule wins, as in CSS."""
@@ -196,8 +218,15 @@ MAX_CSS = 262_144
 def parse_styles(css: str) -> Styles:
     """Size and weight of simple class selectors (``.fs2``, ``p.title``) in a stylesheet."""
     classes: dict[str, tuple[float, bool, int]] = {}
+    places: dict[str, float] = {}
     css = _AT_BLOCK.sub("", css[:MAX_CSS]) if "@" in css else css[:MAX_CSS]
     for position, (selectors, body) in enumerate(_RULE.findall(css)):
+        if body.startswith(("bottom:", "top:")):
+            y = _place(body)
+            match = _CLASS_SELECTOR.match(selectors.strip())
+            if y and match is not None:
+                places[match.group(1)] = y
+            continue
         if "font" not in body:
             continue
         size = style_size(body)
@@ -213,7 +242,7 @@ def parse_styles(css: str) -> Styles:
                     bold or old_bold,
                     position if size else old_at,
                 )
-    return Styles(classes)
+    return Styles(classes, places)
 
 
 def _accordion(attrs: dict[str, str | None]) -> bool:
@@ -235,7 +264,7 @@ class _Lines:
         "all_bold", "all_em", "blocks", "bold_depth", "bold_parts", "em_depth", "group", "groups",
         "hint", "hints",
         "in_list", "lead_open", "level", "levels", "lines", "link_chars", "links", "list_depth",
-        "next_group", "parts", "size", "sizes", "tag",
+        "next_group", "parts", "size", "sizes", "tag", "y", "ys",
     )  # fmt: skip
 
     def __init__(self) -> None:
@@ -247,6 +276,7 @@ class _Lines:
         self.bold_depth = 0
         self.em_depth = 0
         self.sizes: list[float] = [0.0]
+        self.ys: list[float] = [0.0]
         self.list_depth = 0
         self.next_group = 1
         self._reset()
@@ -258,6 +288,7 @@ class _Lines:
         self.all_bold = True
         self.all_em = True
         self.size = -1.0
+        self.y = 0.0
         self.lead_open = True
         self.tag = ""
         self.group = 0
@@ -276,6 +307,7 @@ class _Lines:
                 Line(
                     text, self.tag, self.group, self.all_bold, lead, self.links, self.in_list,
                     self.level, self.hint, self.link_chars, max(self.size, 0.0), self.all_em,
+                    self.y,
                 )
             )  # fmt: skip
         self._reset()
@@ -293,6 +325,7 @@ class _Lines:
     def _add(self, raw: str, link: list[str] | None) -> None:
         if not self.parts:
             self.tag = self.blocks[-1]
+            self.y = self.ys[-1]
             self.group = self.groups[-1]
             self.level = self.levels[-1]
             self.hint = self.hints[-1]
@@ -406,6 +439,7 @@ def walk_counted(
     # The open elements, innermost last: (mem_id, kind, tag, its style makes its text bold).
     stack: list[tuple[int, int, str, bool]] = [(root.mem_id, _BLOCK, root.tag, False)]
     sizes = out.sizes  # per open element: the font size of its text (inherited), 0 unknown
+    ys = out.ys  # per open element: its stated vertical position (inherited), 0 none
     saved_links: list[tuple[list[str] | None, str]] = []
     link: list[str] | None = None  # anchor text parts of the <a> we are in
     href = ""
@@ -429,6 +463,7 @@ def walk_counted(
             # Leave the innermost open element.
             _, kind, closed, was_bold = stack.pop()
             sizes.pop()
+            ys.pop()
             if was_bold:
                 out.bold_depth -= 1
             if kind == _SKIP:
@@ -463,6 +498,7 @@ def walk_counted(
         kind = kind_of(tag, _INLINE)
         attrs = node.attributes if (not skip and tag in _ATTR_TAGS) or tag == "button" else None
         size = 0.0
+        y = 0.0
         bold = False
         if tag == "button":
             kind = _BLOCK if attrs and _accordion(attrs) else _SKIP
@@ -477,15 +513,20 @@ def walk_counted(
             if style:
                 size = style_size(style)
                 bold = _BOLD_STYLE.search(style) is not None
+                if "top:" in style or "bottom:" in style:
+                    y = _place(style)
             cls = attrs.get("class")
             if cls:
                 class_size, class_bold = css.of(cls) if css.classes else (0.0, False)
+                if css.places and not y:
+                    y = css.place_of(cls)
                 size = size or class_size
                 bold = bold or class_bold or _BOLD_CLASS.search(cls) is not None
             if tag == "font":
                 size = size or font_size(attrs.get("size"))
         stack.append((node.mem_id, kind, tag, bold))
         sizes.append(size or sizes[-1])
+        ys.append(y or ys[-1])
         if bold:
             out.bold_depth += 1
         if kind == _SKIP:

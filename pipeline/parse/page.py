@@ -172,8 +172,8 @@ def _document_title(tree: LexborHTMLParser) -> str | None:
 def _styles(tree: LexborHTMLParser) -> Styles | None:
     """Font size and weight of the page's CSS classes (PDF and Word exports mark headings so)."""
     css = "".join(node.text(deep=True) for node in tree.css("style"))
-    styles = parse_styles(css) if "font" in css else None
-    return styles if styles is not None and styles.classes else None
+    styles = parse_styles(css) if "font" in css or "bottom:" in css else None
+    return styles if styles is not None and (styles.classes or styles.places) else None
 
 
 def _aside_codes(tree: LexborHTMLParser, label_max: int) -> list[tuple[CodeSystem | None, str]]:

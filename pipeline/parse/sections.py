@@ -161,6 +161,7 @@ class Entry:
     links: list[tuple[str, str]] = field(default_factory=list)
     part: int = 0  # how many sub-labels of its section came before it
     link_chars: int = 0
+    y: float = 0.0  # stated vertical position of its last line (PDF exports); 0 none
 
 
 @dataclass(slots=True)
@@ -355,7 +356,7 @@ def _largest_heading(
 
 class _Splitter:
     __slots__ = (
-        "broken", "codes", "current", "headings", "intro", "preamble", "sections", "slot",
+        "broken", "codes", "current", "gap", "headings", "intro", "preamble", "sections", "slot",
         "title_stems", "vocab", "wide",
     )  # fmt: skip
 
@@ -366,6 +367,7 @@ class _Splitter:
         self.intro = Section("intro", "", 0)
         self.broken = False  # the page breaks its paragraphs into lines (a PDF export)
         self.wide = 0  # length of a full line on such a page
+        self.gap = 0.0  # the usual distance between two lines of a paragraph there
         self.sections: list[Section] = []
         self.headings: list[str] = []
         self.codes: list[tuple[str, str]] = []
@@ -477,8 +479,8 @@ class _Splitter:
             text = _ANSWER.sub("", text)  # the answer of a "Q: ... A: ..." page
             if not text:
                 return
-        elif not _WORDY.search(text):
-            return  # an icon or emoji on a line of its own ("⏱️")
+        elif not _WORDY.search(text) and not has_marker(text):
+            return  # an icon or emoji on a line of its own ("⏱️"), not a bullet
         cur = self.current
         if cur.key == "preamble":
             self.preamble.append(text)
@@ -509,6 +511,7 @@ class _Splitter:
             and not line.in_list
             and (not item or entries[-1].item)
             and not has_marker(text)
+            and not self._paragraph_break(entries[-1], line)
             and (
                 _continues(entries[-1].text, text, line)
                 or (self.broken and _runs_on(entries[-1].text, line, self.wide))
@@ -516,12 +519,20 @@ class _Splitter:
         ):
             last = entries[-1]
             joined = last.text[:-1] + text if last.text.endswith("-") else f"{last.text} {text}"
-            entries[-1] = replace(last, text=joined, link_chars=last.link_chars + line.link_chars)
+            entries[-1] = replace(
+                last, text=joined, link_chars=last.link_chars + line.link_chars, y=line.y
+            )
             return
         entries.append(
             Entry(text, self.slot, item, line.group, line.links, len(cur.sublabels),
-                  line.link_chars)
+                  line.link_chars, line.y)
         )  # fmt: skip
+
+    def _paragraph_break(self, last: Entry, line: Line) -> bool:
+        """On a page placed line by line, a wider gap than between lines ends a paragraph."""
+        if not (self.gap and last.y and line.y):
+            return False
+        return line.y - last.y > self.gap * _PARAGRAPH_GAP
 
     def feed(self, line: Line, head: Heading | None, kicker: str | None) -> None:
         cur = self.current
@@ -581,6 +592,20 @@ def _runs_on(previous: str, line: Line, wide: int) -> bool:
     if line.tag not in ("div", "p", "span", "td") or not previous or _CODE_START.match(line.text):
         return False
     return previous[-1:] not in ".!?:;" or len(previous) >= wide
+
+
+#: A gap this many times the usual line distance separates two paragraphs.
+_PARAGRAPH_GAP = 1.4
+
+
+def _line_gap(lines: list[Line]) -> float:
+    """The usual vertical distance between consecutive lines on a page placed line by line."""
+    gaps = sorted(b.y - a.y for a, b in pairwise(lines) if a.y and b.y and 0 < b.y - a.y < _MAX_GAP)
+    return gaps[len(gaps) // 2] if len(gaps) >= _MIN_GAPS else 0.0
+
+
+_MAX_GAP = 200.0
+_MIN_GAPS = 8
 
 
 def _broken_lines(lines: list[Line], heads: list[Heading | None]) -> int:
@@ -678,6 +703,7 @@ def split_sections(
     splitter = _Splitter(vocab, title_stems)
     splitter.wide = _broken_lines(lines, heads)
     splitter.broken = splitter.wide > 0
+    splitter.gap = _line_gap(lines) if splitter.broken else 0.0
     skip = _header_rows(lines)
     metadata = _metadata_rows(lines, heads, vocab)
     for i, line in enumerate(lines):
