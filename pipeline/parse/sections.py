@@ -72,11 +72,13 @@ _WORDY = re.compile(r"\w")
 _NOT_CONTENT = re.compile(
     r"for (?:general )?(?:information(?:al)?|education(?:al)?)(?: purposes)? only"
     r"|(?:does|do|is) not (?:replace|constitute|substitute)|not a substitute for"
-    r"|all rights reserved|^©|^copyright\b|(?:we|this (?:site|website)) (?:use|uses|are using) cookies"
+    r"|all rights reserved|^©|^copyright\b"
+    r"|(?:we|this (?:site|website)) (?:use|uses|are using) cookies"
     r"|\b\d+\s+min(?:ute)?s?\s+read\b|^(?:tags|categories|filed under|posted in)\s*:"
     r"|^\W*(?:call|phone|book|request|schedule)\b(?![^:]*\bif\b)[^.:]{0,40}\(?\d{3,5}\)?[\s.-]?\d{3}"
     r"[\s.-]?\d{3,4}\b[^.:]*$"
-    r"|available in (?:large print|other formats|other languages|braille|audio)|^printed (?:from|on)\b",
+    r"|available in (?:large print|other formats|other languages|braille|audio)"
+    r"|^printed (?:from|on)\b",
     re.IGNORECASE,
 )
 #: A line this short may be a bullet on its own (PDF exports put the glyph on its own line).
@@ -543,9 +545,10 @@ class _Splitter:
             phase = _phase(heading_key(label)) if len(label.split()) <= 5 else None
             if phase is not None and _WORDY.search(rest):
                 # "During the injection: you feel pressure" labels its own line.
-                slot, self.slot = self.slot, phase
+                kept = self.slot
+                self.slot = phase
                 self.content(line, rest.strip())
-                self.slot = slot
+                self.slot = kept
                 return
         if inline is not None and cur.key != "preamble":
             label, rest = inline
