@@ -55,7 +55,7 @@ from pipeline.parse.sections import (
     split_sections,
 )
 from pipeline.parse.structured import PageMeta, page_metadata
-from pipeline.parse.vocabulary import Vocabulary, load_vocabulary
+from pipeline.parse.vocabulary import Vocabulary, load_vocabulary, stems, words
 
 PARSER_VERSION = "2"
 
@@ -138,10 +138,14 @@ def extract(
     text = decode_page(data, source, http_charset)
     check_nesting(text, source)
     tree = LexborHTMLParser(text)
-    meta = page_metadata(tree) if "ld+json" in text or "canonical" in text else PageMeta()
+    meta = (
+        page_metadata(tree)
+        if "ld+json" in text or "<meta" in text or "<link" in text
+        else PageMeta()
+    )
     doc_title = _document_title(tree)
     styles = _styles(tree) if "<style" in text or "<STYLE" in text else None
-    boxed = _aside_codes(tree, vocab.label_max_chars) if "<aside" in text else []
+    boxed = _mentions(tree, vocab.label_max_chars)
     stripped = _remove_chrome(tree, vocab)
     body = tree.body
     lines, chrome = (
@@ -153,8 +157,9 @@ def extract(
     repair_lost_headings(page)
     chrome.blocks += stripped.blocks
     chrome.chars += stripped.chars
-    if boxed:
-        meta = replace(meta, boxed=tuple(boxed))
+    if boxed or doc_title:
+        mentions = (*meta.mentions, *([doc_title] if doc_title else []))
+        meta = replace(meta, boxed=tuple(boxed), mentions=mentions)
     return _build(page, lines, doc_title, meta, source, url, vocab, chrome)
 
 
@@ -162,11 +167,14 @@ def extract(
 
 
 def _document_title(tree: LexborHTMLParser) -> str | None:
+    """The ``<title>`` without the site's name ("Knee arthroscopy | Clinic | Fandom")."""
     node = tree.css_first("head > title")
     if node is None:
         return None
     title = collapse(node.text())
-    return _TITLE_SUFFIX.sub("", title) or None
+    while (shorter := _TITLE_SUFFIX.sub("", title)) != title and shorter:
+        title = shorter
+    return title or None
 
 
 def _styles(tree: LexborHTMLParser) -> Styles | None:
@@ -176,16 +184,49 @@ def _styles(tree: LexborHTMLParser) -> Styles | None:
     return styles if styles is not None and (styles.classes or styles.places) else None
 
 
-def _aside_codes(tree: LexborHTMLParser, label_max: int) -> list[tuple[CodeSystem | None, str]]:
-    """Labelled codes in ``<aside>`` boxes (a wiki's infobox, a facts box), which are dropped
-    as chrome: the last place the page's code is looked for."""
-    found: list[tuple[CodeSystem | None, str]] = []
-    for node in tree.css("aside"):
+#: Elements outside the content that may still show the page's code: infoboxes, fact boxes,
+#: the article's meta line and tags, breadcrumbs, badges.
+_MENTION_SCOPES = (
+    'aside, nav, header, footer, [class*="meta"], [class*="tag"], [class*="crumb"], '
+    '[class*="infobox"], [class*="fact"], [class*="detail"], [class*="badge"], [class*="code"]'
+)
+_OWN_BOX = re.compile(r"info|meta|fact|detail|badge|crumb|tag|code|summary|header", re.IGNORECASE)
+_OTHERS_BOX = re.compile(
+    r"popular|related|trending|recent|widget|navbox|sidebar|rail|more|other|similar|menu",
+    re.IGNORECASE,
+)
+_MAX_SCOPES = 40
+
+
+def _mentions(tree: LexborHTMLParser, label_max: int) -> list[tuple[CodeSystem | None, str]]:
+    """Codes named with a label in boxes around the content, best first.
+
+    A box that describes the page (an infobox, a fact box, the article's meta line or tags,
+    breadcrumbs) counts for its code; a box that lists other pages (popular, related,
+    trending) counts against the codes in it. Read before chrome is dropped, and used only
+    when neither the content, the title, the structured data nor the URL names the code.
+    """
+    scores: dict[tuple[CodeSystem | None, str], float] = {}
+    order: dict[tuple[CodeSystem | None, str], int] = {}
+    for node in tree.css(_MENTION_SCOPES)[:_MAX_SCOPES]:
+        attrs = node.attributes
+        marker = f"{attrs.get('class') or ''} {attrs.get('id') or ''} {node.tag}"
+        weight = 1.0 + (2.0 if _OWN_BOX.search(marker) else 0.0)
+        if _OTHERS_BOX.search(marker):
+            weight -= 4.0
         lines = [line for line in node.text(separator="\n", strip=True).split("\n") if line]
-        system, code = _label_codes(lines, label_max)
-        if code is not None:
-            found.append((code[0] or system, code[1]))
-    return found
+        _, code = _label_codes(lines[:_MAX_SCOPE_LINES], label_max)
+        found = [code] if code is not None else []
+        found += [c for line in lines[:_MAX_SCOPE_LINES] if (c := _mentioned_code(line))]
+        for candidate in found:
+            key = (candidate[0], candidate[1])
+            scores[key] = scores.get(key, 0.0) + weight
+            order.setdefault(key, len(order))
+    ranked = sorted((k for k, v in scores.items() if v > 0), key=lambda k: (-scores[k], order[k]))
+    return ranked
+
+
+_MAX_SCOPE_LINES = 40
 
 
 def _remove_chrome(tree: LexborHTMLParser, vocab: Vocabulary) -> ChromeCount:
@@ -233,6 +274,13 @@ def _build(
             raise
         # No code, and at most two sections of a procedure page: nothing says it is one.
         raise _not_a_procedure(page, lines, doc_title, source, url, vocab, present) from None
+    if system is CodeSystem.ICD10CM and not code.startswith("Z") and _condition_like(page):
+        # A diagnosis code (not a Z encounter) and the sections of a disease page.
+        raise NotAProcedurePage(
+            "an ICD-10-CM condition page (causes, symptoms, treatment), not a procedure page",
+            source=source,
+            page_kind="condition",
+        )
     tiers: dict[str, str] = {}
     for section in page.sections:
         if section.key in fields:
@@ -425,6 +473,21 @@ def _label_system(label: str) -> CodeSystem | None:
     return system_from_label(match.group(0) + " ") if match else None
 
 
+_MENTION = re.compile(
+    rf"\b(?P<system>CPT|HCPCS|ICD-?10(?:-?(?:CM|PCS))?)\s*(?:®|\(R\))?\s*(?:code\s*)?[:#]?\s*"
+    rf"(?P<code>{_CODE_FORMAT})\b",
+    re.IGNORECASE,
+)
+
+
+def _mentioned_code(text: str) -> tuple[CodeSystem | None, str] | None:
+    """A code named with its system anywhere in a short text ("... | CPT 45378 | ...")."""
+    match = _MENTION.search(text)
+    if match is None or not any(c.isdigit() for c in match.group("code")):
+        return None
+    return _label_system(match.group("system")), match.group("code").upper()
+
+
 def _meta_system(name: str | None) -> CodeSystem | None:
     return system_from_label(name + " ") if name else None
 
@@ -470,6 +533,10 @@ def _code(
             candidates.append(located)
     candidates += badges
     candidates += meta.boxed
+    for mention in meta.mentions:
+        found = _mentioned_code(mention)
+        if found is not None:
+            candidates.append(found)
     for found_system, code in candidates:
         for system in (found_system, label_system, infer_system(code)):
             if system is not None and code_fits(code, system):

@@ -122,7 +122,7 @@ BARE_CODE = re.compile(rf"^\s*(?=\S*\d)(?P<code>{_CODE_FORMAT})\s*$")
 #: A line that only labels a code ("CPT code:", "Procedure code (CPT)", "Diagnosis code").
 _CODE_LABEL = re.compile(
     r"^(?!.*\b(?:codes|similar|related|also|other|see|popular)\b)"
-    r"(?:.*\b(?:code|cpt|hcpcs|icd[-\s]?10(?:[-\s]?(?:cm|pcs))?)\b.*)$",
+    r"(?:.*\b(?:code|cpt|hcpcs|icd[-\s]?10(?:[-\s]?(?:cm|pcs))?|billing\s+(?:ref|reference|no|number|id))\b.*)$",
     re.IGNORECASE,
 )
 

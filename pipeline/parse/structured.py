@@ -23,6 +23,8 @@ from pipeline.models import CodeSystem
 
 #: JSON-LD larger than this (characters) is not read.
 MAX_JSON_LD = 200_000
+#: Characters of a meta description or title read for a code.
+_MENTION_CHARS = 300
 #: Keys of a JSON document that hold site metadata, never the page's content.
 _METADATA_KEYS = frozenset(
     {
@@ -42,6 +44,9 @@ class PageMeta:
     names: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()  # canonical link, og:url
     boxed: tuple[tuple[CodeSystem | None, str], ...] = ()  # labelled codes in <aside> boxes
+    #: Short texts that may name the code: the document title, meta description, og:title,
+    #: breadcrumbs and the site header (read last, for a labelled code only).
+    mentions: tuple[str, ...] = ()
 
 
 def _objects(value: Any) -> Iterator[dict[str, Any]]:
@@ -61,6 +66,9 @@ def _code_of(node: dict[str, Any]) -> tuple[str | None, str] | None:
     if isinstance(value, str | int) and str(value).strip():
         system = node.get("codingSystem")
         return (str(system) if system else None, str(value).strip())
+    value = node.get("code")
+    if isinstance(value, str | int) and str(value).strip() and any(c.isdigit() for c in str(value)):
+        return (None, str(value).strip())  # "code": "45378" on the procedure itself
     return None
 
 
@@ -107,12 +115,20 @@ def page_metadata(tree: Any) -> PageMeta:
         codes += found_codes
         names += found_names
     locations: list[str] = []
-    for node in tree.css('link[rel="canonical"], meta[property="og:url"]'):
+    mentions: list[str] = []
+    for node in tree.css(
+        'link[rel="canonical"], meta[property="og:url"], meta[name="description"], '
+        'meta[property="og:title"], meta[property="og:description"], meta[name="keywords"]'
+    ):
         attrs = node.attributes
-        value = attrs.get("href") or attrs.get("content")
-        if value and value.strip():
-            locations.append(value.strip())
-    return PageMeta(tuple(codes), tuple(names), tuple(locations))
+        value = (attrs.get("href") or attrs.get("content") or "").strip()
+        if not value:
+            continue
+        if node.tag == "link" or attrs.get("property") == "og:url":
+            locations.append(value)
+        else:
+            mentions.append(value[:_MENTION_CHARS])
+    return PageMeta(tuple(codes), tuple(names), tuple(locations), mentions=tuple(mentions))
 
 
 # --- JSON documents ------------------------------------------------------------------------------
