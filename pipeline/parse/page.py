@@ -364,6 +364,27 @@ def _is_condition_page(page: SplitPage, present: set[str]) -> bool:
     return len(procedure) < 2 and condition_headings > len(procedure)
 
 
+_CONDITION_STEMS = frozenset(
+    stems(
+        [
+            "symptom", "symptoms", "cause", "causes", "caused", "diagnosis", "diagnosed",
+            "treatment", "treatments", "treated", "treat", "prevention", "prevent", "prognosis",
+            "outlook", "complications", "condition", "disease", "signs", "factors",
+        ]
+    )
+)  # fmt: skip
+
+
+def _condition_like(page: SplitPage) -> bool:
+    """Headings of a disease page (symptoms, causes, diagnosis, treatment...) outnumber those
+    only a procedure page has (steps, preparation, duration, setting, personnel)."""
+    disease = sum(
+        1 for s in page.sections if set(stems(words(s.heading.lower()))) & _CONDITION_STEMS
+    )
+    procedure = sum(1 for s in page.sections if s.key in _PROCEDURE_ONLY and s.entries)
+    return disease >= 2 and disease > procedure
+
+
 def _not_found(
     page: SplitPage, lines: list[Line], doc_title: str | None, vocab: Vocabulary
 ) -> bool:
