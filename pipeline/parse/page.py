@@ -222,8 +222,7 @@ def _mentions(tree: LexborHTMLParser, label_max: int) -> list[tuple[CodeSystem |
             key = (candidate[0], candidate[1])
             scores[key] = scores.get(key, 0.0) + weight
             order.setdefault(key, len(order))
-    ranked = sorted((k for k, v in scores.items() if v > 0), key=lambda k: (-scores[k], order[k]))
-    return ranked
+    return sorted((k for k, v in scores.items() if v > 0), key=lambda k: (-scores[k], order[k]))
 
 
 _MAX_SCOPE_LINES = 40
@@ -554,10 +553,7 @@ def _code(
             candidates.append(located)
     candidates += badges
     candidates += meta.boxed
-    for mention in meta.mentions:
-        found = _mentioned_code(mention)
-        if found is not None:
-            candidates.append(found)
+    candidates += [m for mention in meta.mentions if (m := _mentioned_code(mention)) is not None]
     for found_system, code in candidates:
         for system in (found_system, label_system, infer_system(code)):
             if system is not None and code_fits(code, system):
