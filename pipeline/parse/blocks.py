@@ -78,9 +78,15 @@ _KIND: dict[str, int] = {
 # A newline inside a text node is only a line break when the next line starts like a list
 # item or a markdown heading (pages pasted from Markdown or plain text).
 _SOFT_BREAK = re.compile(r"\n[ \t]*(?=[#•●▪◦*·\-–]|\d{1,2}[.)]\s|step\s+\d)", re.IGNORECASE)
-_BOLD_STYLE = re.compile(r"font-weight\s*:\s*(?:bold|bolder|[6-9]00)", re.IGNORECASE)
+#: Bold and size, as ``font-weight``/``font-size`` or in the ``font:`` shorthand
+#: ("font: bold 19px/26px Helvetica").
+_BOLD_STYLE = re.compile(
+    r"font-weight\s*:\s*(?:bold|bolder|[6-9]00)|(?:^|[;\s])font\s*:[^;]*?\b(?:bold|bolder|[6-9]00)\b",
+    re.IGNORECASE,
+)
 _SIZE_STYLE = re.compile(
-    r"font-size\s*:\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>px|pt|em|rem|%)", re.IGNORECASE
+    r"(?:font-size\s*:|(?:^|[;\s])font\s*:[^;]*?)\s*(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>px|pt|em|rem|%)",
+    re.IGNORECASE,
 )
 #: Class-token words that mark an element as a heading ("section-title", "card-header").
 _HEADING_CLASS = re.compile(
