@@ -23,9 +23,14 @@ _MARKDOWN_HEADING = re.compile(r"^#{1,6}\s*")
 _MARKDOWN_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
 
 
+#: Characters a browser does not show: zero-width spaces and joiners, soft hyphens, BOMs.
+_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+
+
 def collapse(text: str) -> str:
-    """Collapse every run of white space (including non-breaking spaces) to one space."""
-    return " ".join(text.split())
+    """Collapse every run of white space (including non-breaking spaces) to one space, and
+    drop characters a browser does not show (zero-width spaces, soft hyphens)."""
+    return " ".join(text.translate(_INVISIBLE).split())
 
 
 def strip_marker(text: str) -> str:

@@ -67,10 +67,12 @@ class Verdict:
         """The verdict with cues made only of the procedure's own name weighed down."""
         if self.tier == "phrase" or not title_stems:
             return self
-        if not any(set(c.stems) <= title_stems for c in self.cues):
+        if not any(c.stems and set(c.stems) <= title_stems for c in self.cues):
             return self
         weighed = tuple(
-            replace(c, weight=c.weight * TITLE_CUE_FACTOR) if set(c.stems) <= title_stems else c
+            replace(c, weight=c.weight * TITLE_CUE_FACTOR)
+            if c.stems and set(c.stems) <= title_stems
+            else c
             for c in self.cues
         )
         return _decide(self.key, weighed, self.content, vocab)

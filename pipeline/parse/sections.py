@@ -65,6 +65,7 @@ _MAX_QUESTION_WORDS = 14
 _MAX_STYLED_WORDS = 10
 #: A plain line at most this long may be a sub-label ("During", "Rare risks").
 _MAX_PLAIN_SUBLABEL = 40
+_ENUMERATOR_ONLY = re.compile(r"^(?:(?:step|stage|phase)\s*)?\d{1,2}[.):]?$", re.IGNORECASE)
 _ANSWER = re.compile(r"^(?:A|Answer)\s*[:.]\s*", re.IGNORECASE)
 _WORDY = re.compile(r"\w")
 #: Lines that are never a section's content: disclaimers, cookie notices, copyright, bylines,
@@ -74,9 +75,9 @@ _NOT_CONTENT = re.compile(
     r"|(?:does|do|is) not (?:replace|constitute|substitute)|not a substitute for"
     r"|all rights reserved|^©|^copyright\b"
     r"|(?:we|this (?:site|website)) (?:use|uses|are using) cookies"
-    r"|\b\d+\s+min(?:ute)?s?\s+read\b|^(?:tags|categories|filed under|posted in)\s*:"
+    r"|\b\d+\s+min(?:ute)?s?\s+read\b|^(?:tags|categories)\s*:|^(?:filed under|posted in|tagged)\b"
     r"|^\W*(?:call|phone|book|request|schedule)\b(?![^:]*\bif\b)[^.:]{0,40}\(?\d{3,5}\)?[\s.-]?\d{3}"
-    r"[\s.-]?\d{3,4}\b[^.:]*$"
+    r"[\s.-]?\d{3,4}\b[^:]*$"
     r"|available in (?:large print|other formats|other languages|braille|audio)"
     r"|^printed (?:from|on)\b",
     re.IGNORECASE,
@@ -217,8 +218,10 @@ def heading_of(line: Line, vocab: Vocabulary) -> Heading | None:
     md = _MARKDOWN.match(text) if text[0] == "#" else None
     if md:
         return Heading(md.group(2), len(md.group(1)), text.endswith(":"))
-    if text[0] in "CcHhIi" and len(text) < 40 and CODE_BADGE.match(text):
-        return None
+    if len(text) < 40 and (
+        (text[0] in "CcHhIi" and CODE_BADGE.match(text)) or BARE_CODE.match(text)
+    ):
+        return None  # "CPT 52000", "0UTC0ZZ": a code, not a heading
     hint = line.hint
     if hint == "dt":
         return Heading(text, LEVEL_DT, colon)
@@ -406,7 +409,12 @@ class _Splitter:
         section = verdict.section
         if section is None:
             section = self._by_words(verdict)
-        if cur.key == "other" and deeper and verdict.tier != "phrase":
+        if (
+            cur.key == "other"
+            and deeper
+            and verdict.tier != "phrase"
+            and section not in CHROME_KEYS
+        ):
             # A label inside a section that names nothing stays in it, as a line.
             cur.entries.append(Entry(head.text, "items", False, 0))
             return
@@ -483,6 +491,8 @@ class _Splitter:
                 return
         elif not _WORDY.search(text) and not has_marker(text):
             return  # an icon or emoji on a line of its own ("⏱️"), not a bullet
+        elif _ENUMERATOR_ONLY.match(text):
+            text = "• "  # "Step 1" or "01" on a line of its own: the next line is the item
         cur = self.current
         if cur.key == "preamble":
             self.preamble.append(text)
@@ -553,7 +563,15 @@ class _Splitter:
         if inline is not None and cur.key != "preamble":
             label, rest = inline
             key = heading_key(label)
-            if self.vocab.sublabel_of(cur.key, key) == "items":
+            slot = self.vocab.sublabel_of(cur.key, key)
+            if (line.in_list or has_marker(text)) and (
+                slot in ("items", "skip") or self.vocab.section_of(key) == cur.key
+            ):
+                # "Anesthesia: general" or "Surgical team: two nurses" as a bullet of the
+                # section: an item that keeps its label.
+                self.content(line, text)
+                return
+            if slot == "items":
                 # "Fasting: nothing after midnight" in preparation: the label stays in the item.
                 cur.sublabels.append(key)
                 self.slot = "items"
