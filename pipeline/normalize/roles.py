@@ -147,13 +147,27 @@ _LEADING = re.compile(
 )
 _OR = re.compile(r"\s+or\s+(?=(?:an?|the)\s)", re.IGNORECASE)
 _TRIM = " \t\n\r\f\v-–—/&*•·\"'"
+_MAX_NAME_WORDS = 12
 
 
 # --- logic ------------------------------------------------------------------------------------
 
 
+#: "Surgical team: ..." or "Physician (family doctor or gynecologist)": a leading label and a
+#: parenthesis explain the person; the role comes from the rest when it names one.
+_LABEL_PREFIX = re.compile(r"^[^:]{2,30}:\s+(?=\S)")
+_PARENTHESIS = re.compile(r"\([^()]*\)")
+
+
 def classify_role(text: str) -> Role:
     """The role of one care-team member ("Surgical nurses" -> nurse); ``other`` by default."""
+    core = _PARENTHESIS.sub(" ", _LABEL_PREFIX.sub("", text))
+    if core != text and _CLASSIFY.search(core):
+        return _classify(core)
+    return _classify(text)
+
+
+def _classify(text: str) -> Role:
     best = Role.OTHER
     best_rank = len(_PRIORITY)
     for match in _CLASSIFY.finditer(text):
@@ -179,8 +193,24 @@ def _noun_phrase(fragment: str) -> str | None:
     return phrase or None
 
 
+#: Words that make a text a sentence rather than a name ("is done by", "performs").
+_VERB = re.compile(
+    r"\b(?:is|are|was|were|will|would|can|may|might|should|must|does|do|performs?|performed"
+    r"|carries|carried|assists?|assisted|gives?|given|done|includes?|leads?|led|works?)\b",
+    re.IGNORECASE,
+)
+
+
 def split_personnel(text: str) -> list[str]:
-    """One noun phrase per person a prose personnel text mentions, in order."""
+    """One noun phrase per person a prose personnel text mentions, in order.
+
+    A name with an apposition and no verb ("Dr. René Dupré, board-certified hand surgeon") is
+    one person, kept whole.
+    """
+    if "," in text and not _VERB.search(text) and len(text.split()) <= _MAX_NAME_WORDS:
+        nouns = _ROLE_NOUN.findall(text)
+        if len(nouns) == 1:
+            return [text.strip(_TRIM)]
     people: list[str] = []
     for fragment in _SPLIT.split(text):
         if not fragment:

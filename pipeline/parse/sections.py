@@ -79,7 +79,8 @@ _NOT_CONTENT = re.compile(
     r"|^\W*(?:call|phone|book|request|schedule)\b(?![^:]*\bif\b)[^.:]{0,40}\(?\d{3,5}\)?[\s.-]?\d{3}"
     r"[\s.-]?\d{3,4}\b[^:]*$"
     r"|available in (?:large print|other formats|other languages|braille|audio)"
-    r"|^printed (?:from|on)\b",
+    r"|^printed (?:from|on)\b"
+    r"|(?:reschedule|questions\?|call us|contact us)[^.]*?\d{3}[\s.-]?\d{4}",
     re.IGNORECASE,
 )
 #: A line this short may be a bullet on its own (PDF exports put the glyph on its own line).
@@ -564,11 +565,9 @@ class _Splitter:
             label, rest = inline
             key = heading_key(label)
             slot = self.vocab.sublabel_of(cur.key, key)
-            if (line.in_list or has_marker(text)) and (
-                slot in ("items", "skip") or self.vocab.section_of(key) == cur.key
-            ):
-                # "Anesthesia: general" or "Surgical team: two nurses" as a bullet of the
-                # section: an item that keeps its label.
+            if (line.in_list or has_marker(text)) and slot not in _LINE_SCOPED_SLOTS - {"skip"}:
+                # "Anesthesia: general", "Pain control: tablets" or "Surgical team: two nurses"
+                # as a bullet: an item that keeps its label.
                 self.content(line, text)
                 return
             if slot == "items":
