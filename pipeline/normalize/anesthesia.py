@@ -49,6 +49,7 @@ _REGIONAL = (
     r"|(?:peripheral\s+)?nerve\s+blocks?|plexus\s+blocks?|caudal\s+blocks?|bier\s+blocks?"
     r"|neuraxial\s+(?:{_AN}\w*|blocks?)?|interscalene\s+blocks?"
     rf"|{_AN}(?:sia|tic)\s*(?:/\s*sedation\s*)?[:\-–]\s*(?:typically\s+|usually\s+)?(?:regional|spinal)\b"
+    r"|spinal\s+injection|numb(?:s|ed)?\s+(?:\w+\s+){0,3}?from\s+the\s+(?:waist|chest|hips?)\s+down"
 )
 _LOCAL = (
     rf"local(?:ly)?\s+{_AN}\w*|under\s+local\b|local\s+numbing"
@@ -58,10 +59,17 @@ _LOCAL = (
     r"|(?:lido|xylo|novo|bupiva|mepiva|ropiva|tetra|benzo|proxymeta|prilo|arti)caine"
     rf"|topical\s+{_AN}\w*|{_AN}tic\s+(?:eye\s+)?(?:drops|creams?|sprays?|gels?|ointments?)"
     r"|\bemla\b"
+    r"|(?:skin|area|site|spot|eye|eyes|throat|nose|nostrils?|gums?|cervix|urethra|finger|toe|arm|hand"
+    r"|back|scalp|lip|mouth)\s+(?:is|are|will\s+be|gets?|being)\s+(?:\w+\s+){0,2}?numbed"
+    r"|numbed\s+(?:with|by|using|first)\b|numbing\b|(?:throat|nasal|mouth)\s+spray"
+    r"|freez(?:e|es|ing)\s+(?:the|your)\s+(?:skin|area)"
     rf"|{_AN}(?:sia|tic)\s*(?:/\s*sedation\s*)?[:\-–]\s*(?:typically\s+|usually\s+)?local\b"
 )
 _SEDATION = (
     r"sedation|sedatives?|sedated|sedating|twilight(?:\s+sleep|\s+an\w*)?"
+    r"|(?:medicines?|medications?|something|drugs?|tablets?|pills?)\s+(?:\w+\s+){0,4}?to\s+"
+    r"(?:help\s+(?:you\s+|them\s+)?)?(?:relax|calm\s+you|feel\s+(?:calm|relaxed|sleepy|drowsy)"
+    r"|make\s+you\s+(?:sleepy|drowsy|relaxed|calm))|relaxing\s+(?:medicine|medication)"
     rf"|monitored\s+{_AN}sia\s+care"
 )
 #: "spinal or general anesthesia", "local and/or general anesthetic": kinds sharing one noun.
@@ -129,7 +137,8 @@ _PATTERN = re.compile(
 #: Every mention holds one of these: texts without any are skipped before the full scan.
 #: Case-sensitive over the lower-cased text: ten times faster than an IGNORECASE alternation.
 _HINT = re.compile(
-    r"general|local|esthe|sleep|block|epidural|numb|caine|sedat|twilight|emla|neuraxial"
+    r"general|local|esthe|sleep|block|epidural|numb|caine|sedat|twilight|emla|neuraxial|relax"
+    r"|spinal|spray|freez|calm|drowsy"
 )
 
 _SENTENCE_ENDS = (".", "!", "?", ";")
