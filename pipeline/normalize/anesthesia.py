@@ -32,6 +32,7 @@ from collections.abc import Iterable
 
 from pipeline.models import AnesthesiaKind
 from pipeline.normalize.numbers import fold
+from pipeline.normalize.text import aligned_lower
 
 # --- data -------------------------------------------------------------------------------------
 
@@ -155,7 +156,7 @@ _RISK_REACH = 3
 def _kinds_in(text: str, found: list[AnesthesiaKind]) -> None:
     """Scan only the sentences that hold a hint: most of a page never mentions anesthesia."""
     scanned_to = 0
-    for hint in _HINT.finditer(text.lower()):
+    for hint in _HINT.finditer(aligned_lower(text)):  # offsets used on text
         if hint.start() < scanned_to:
             continue
         start = max(text.rfind(end, 0, hint.start()) for end in _SENTENCE_ENDS) + 1

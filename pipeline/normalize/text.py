@@ -30,7 +30,19 @@ _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
 def collapse(text: str) -> str:
     """Collapse every run of white space (including non-breaking spaces) to one space, and
     drop characters a browser does not show (zero-width spaces, soft hyphens)."""
-    return " ".join(text.translate(_INVISIBLE).split())
+    if not text.isascii():  # str.isascii() is a flag lookup; translate() walks the text
+        text = text.translate(_INVISIBLE)
+    return " ".join(text.split())
+
+
+def aligned_lower(text: str) -> str:
+    """``text`` lower-cased with every character where it was, so offsets into the result are
+    offsets into ``text``. ``str.lower`` may lengthen a string ("İ" becomes two characters);
+    then only A-Z are lowered and other non-ASCII characters read as ``?``."""
+    low = text.lower()
+    if len(low) == len(text):
+        return low
+    return text.encode("ascii", "replace").decode("ascii").lower()
 
 
 def strip_marker(text: str) -> str:

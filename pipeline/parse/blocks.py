@@ -285,6 +285,13 @@ class _Lines:
         self.ys: list[float] = [0.0]
         self.list_depth = 0
         self.next_group = 1
+        # Set by the first _add of each line (from the open elements), read by flush().
+        self.tag = ""
+        self.group = 0
+        self.in_list = False
+        self.level = 0
+        self.hint = ""
+        self.y = 0.0
         self._reset()
 
     def _reset(self) -> None:
@@ -294,13 +301,7 @@ class _Lines:
         self.all_bold = True
         self.all_em = True
         self.size = -1.0
-        self.y = 0.0
         self.lead_open = True
-        self.tag = ""
-        self.group = 0
-        self.in_list = False
-        self.level = 0
-        self.hint = ""
         self.link_chars = 0
 
     def flush(self) -> None:
@@ -517,8 +518,9 @@ def walk_counted(
         if attrs and kind != _SKIP and ("style" in attrs or "class" in attrs or tag == "font"):
             style = attrs.get("style")
             if style:
-                size = style_size(style)
-                bold = _BOLD_STYLE.search(style) is not None
+                if "font" in style:
+                    size = style_size(style)
+                    bold = _BOLD_STYLE.search(style) is not None
                 if "top:" in style or "bottom:" in style:
                     y = _place(style)
             cls = attrs.get("class")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 
 from pipeline.errors import BinaryContent, EmptyPage, NotHtml, PageTooLarge
+from pipeline.normalize.text import aligned_lower
 from pipeline.parse.encoding import decode_html
 from pipeline.parse.structured import json_document_html, looks_like_json
 
@@ -110,7 +111,7 @@ def _drop_noscript(text: str) -> str:
     lexbor parses with scripting off, where ``<noscript>`` content is markup; browsers
     (scripting on) read it as raw text that is never shown. An unclosed one runs to the end.
     """
-    low = text.lower()
+    low = aligned_lower(text)
     kept: list[str] = []
     start = 0
     while (open_at := low.find("<noscript", start)) >= 0:
@@ -179,7 +180,7 @@ def _scan_tags(text: str) -> Iterator[tuple[bool, str, bool, int]]:
     Comments and raw-text elements (scripts, styles...) are skipped; an opener with no closer
     ends the scan (the rest of the page is raw text or junk), so the pass stays linear.
     """
-    low = text.lower()
+    low = aligned_lower(text)
     i = low.find("<")
     while i >= 0:
         if low.startswith("<!--", i):

@@ -15,6 +15,7 @@ It is a pure function of the bytes (and the location they came from): no network
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any
@@ -145,7 +146,6 @@ def extract(
     )
     doc_title = _document_title(tree)
     styles = _styles(tree) if "<style" in text or "<STYLE" in text else None
-    boxed = _mentions(tree, vocab.label_max_chars)
     stripped = _remove_chrome(tree, vocab)
     body = tree.body
     lines, chrome = (
@@ -157,10 +157,15 @@ def extract(
     repair_lost_headings(page)
     chrome.blocks += stripped.blocks
     chrome.chars += stripped.chars
-    if boxed or doc_title:
-        mentions = (*meta.mentions, *([doc_title] if doc_title else []))
-        meta = replace(meta, boxed=tuple(boxed), mentions=mentions)
-    return _build(page, lines, doc_title, meta, source, url, vocab, chrome)
+    if doc_title:
+        meta = replace(meta, mentions=(*meta.mentions, doc_title))
+
+    def boxed() -> list[tuple[CodeSystem | None, str]]:
+        # Rare (no code in the content, title, structured data or URL): the boxes are read
+        # from a fresh tree, since chrome has been dropped from this one.
+        return _boxed_codes(_boxes(LexborHTMLParser(text)), vocab.label_max_chars)
+
+    return _build(page, lines, doc_title, meta, source, url, vocab, chrome, boxed)
 
 
 # --- tree ----------------------------------------------------------------------------------------
@@ -196,28 +201,42 @@ _OTHERS_BOX = re.compile(
     re.IGNORECASE,
 )
 _MAX_SCOPES = 40
+_DIGIT = re.compile(r"\d")
 
 
-def _mentions(tree: LexborHTMLParser, label_max: int) -> list[tuple[CodeSystem | None, str]]:
-    """Codes named with a label in boxes around the content, best first.
+def _boxes(tree: LexborHTMLParser) -> list[tuple[float, list[str]]]:
+    """The text lines of boxes around the content that may name the page's code, with weights.
 
     A box that describes the page (an infobox, a fact box, the article's meta line or tags,
     breadcrumbs) counts for its code; a box that lists other pages (popular, related,
-    trending) counts against the codes in it. Read before chrome is dropped, and used only
-    when neither the content, the title, the structured data nor the URL names the code.
+    trending) counts against the codes in it. Read before chrome is dropped; the codes in
+    them are looked for (:func:`_boxed_codes`) only when neither the content, the title, the
+    structured data nor the URL names the code.
     """
-    scores: dict[tuple[CodeSystem | None, str], float] = {}
-    order: dict[tuple[CodeSystem | None, str], int] = {}
+    boxes: list[tuple[float, list[str]]] = []
     for node in tree.css(_MENTION_SCOPES)[:_MAX_SCOPES]:
         attrs = node.attributes
         marker = f"{attrs.get('class') or ''} {attrs.get('id') or ''} {node.tag}"
         weight = 1.0 + (2.0 if _OWN_BOX.search(marker) else 0.0)
         if _OTHERS_BOX.search(marker):
             weight -= 4.0
-        lines = [line for line in node.text(separator="\n", strip=True).split("\n") if line]
-        _, code = _label_codes(lines[:_MAX_SCOPE_LINES], label_max)
+        text = node.text(separator="\n", strip=True)
+        if _DIGIT.search(text):
+            lines = [line for line in text.split("\n") if line][:_MAX_SCOPE_LINES]
+            boxes.append((weight, lines))
+    return boxes
+
+
+def _boxed_codes(
+    boxes: list[tuple[float, list[str]]], label_max: int
+) -> list[tuple[CodeSystem | None, str]]:
+    """Codes named in the boxes around the content, best first (see :func:`_boxes`)."""
+    scores: dict[tuple[CodeSystem | None, str], float] = {}
+    order: dict[tuple[CodeSystem | None, str], int] = {}
+    for weight, lines in boxes:
+        _, code = _label_codes(lines, label_max)
         found = [code] if code is not None else []
-        found += [c for line in lines[:_MAX_SCOPE_LINES] if (c := _mentioned_code(line))]
+        found += [c for line in lines if (c := _mentioned_code(line))]
         for candidate in found:
             key = (candidate[0], candidate[1])
             scores[key] = scores.get(key, 0.0) + weight
@@ -250,6 +269,7 @@ def _build(
     url: str | None,
     vocab: Vocabulary,
     chrome: ChromeCount,
+    boxed: Callable[[], list[tuple[CodeSystem | None, str]]],
 ) -> Extraction:
     sections = _sections_by_key(page)
     present = set(sections)
@@ -267,7 +287,7 @@ def _build(
     if not title:
         raise NotAProcedurePage("page has content sections but no title", source=source)
     try:
-        system, code = _code(page, title_code, meta, url, source, vocab.label_max_chars)
+        system, code = _code(page, title_code, meta, url, source, vocab.label_max_chars, boxed)
     except MissingCode:
         if described >= 3:
             raise
@@ -519,6 +539,7 @@ def _code(
     url: str | None,
     source: str,
     label_max: int,
+    boxed: Callable[[], list[tuple[CodeSystem | None, str]]],
 ) -> tuple[CodeSystem, str]:
     """Code and system: page label and value, title, structured data, canonical link, URL."""
     label_system, page_code = _label_codes(page.preamble, label_max)
@@ -541,27 +562,30 @@ def _code(
                 page_code = find_code(entry.text)
                 if page_code:
                     break
-    candidates: list[tuple[CodeSystem | None, str]] = []
-    if page_code:
-        candidates.append(page_code)
-    if title_code:
-        candidates.append((None, title_code))
-    candidates += [(_meta_system(system), code.upper()) for system, code in meta.codes]
-    for location in (*meta.locations, url):
-        located = code_from_location(location) if location else None
-        if located:
-            candidates.append(located)
-    candidates += badges
-    candidates += meta.boxed
-    candidates += [m for mention in meta.mentions if (m := _mentioned_code(mention)) is not None]
-    for found_system, code in candidates:
+
+    def candidates() -> Iterator[tuple[CodeSystem | None, str]]:
+        if page_code:
+            yield page_code
+        if title_code:
+            yield None, title_code
+        yield from ((_meta_system(system), code.upper()) for system, code in meta.codes)
+        for location in (*meta.locations, url):
+            located = code_from_location(location) if location else None
+            if located:
+                yield located
+        yield from badges
+        yield from boxed()  # read only when nothing before fits
+        yield from (m for mention in meta.mentions if (m := _mentioned_code(mention)))
+
+    first: str | None = None
+    for found_system, code in candidates():
+        first = first or code
         for system in (found_system, label_system, infer_system(code)):
             if system is not None and code_fits(code, system):
                 return system, code
-    if candidates:
-        code = candidates[0][1]
+    if first is not None:
         raise MissingCode(
-            f"code {code!r} does not fit the {label_system or 'any'} code format", source=source
+            f"code {first!r} does not fit the {label_system or 'any'} code format", source=source
         )
     raise MissingCode(
         "no code on the page (label, title, structured data, canonical link) and none in its "

@@ -80,9 +80,33 @@ _NOT_CONTENT = re.compile(
     r"[\s.-]?\d{3,4}\b[^:]*$"
     r"|available in (?:large print|other formats|other languages|braille|audio)"
     r"|^printed (?:from|on)\b"
-    r"|(?:reschedule|questions\?|call us|contact us)[^.]*?\d{3}[\s.-]?\d{4}",
-    re.IGNORECASE,
-)
+    r"|(?:reschedule|questions\?|call us|contact us)[^.]*?\d{3}[\s.-]?\d{4}"
+)  # matched against lower-case text: IGNORECASE makes every search several times slower
+#: Words one of which every line of _NOT_CONTENT holds: a cheap test before the regex.
+_NOT_CONTENT_WORDS: tuple[str, ...] = (
+    "only", "not ", "reserved", "©", "copyright", "cookie", " read", "tags", "categories",
+    "filed", "posted", "tagged", "call", "phone", "book", "request", "schedul", "available",
+    "printed", "question", "contact",
+)  # fmt: skip
+
+
+def _not_content_words(lines: list[Line]) -> tuple[str, ...]:
+    """The words of _NOT_CONTENT_WORDS the page holds (a substring search per word, in C)."""
+    page = "\n".join(line.text for line in lines).lower()
+    return tuple(word for word in _NOT_CONTENT_WORDS if word in page)
+
+
+def _not_content(text: str, words: tuple[str, ...] = _NOT_CONTENT_WORDS) -> bool:
+    """A disclaimer, cookie notice, byline or call to action: never a section's content.
+
+    ``words`` narrows the cheap test to the words the page holds (:func:`_not_content_words`).
+    """
+    if not words:
+        return False
+    low = text.lower()
+    return any(word in low for word in words) and _NOT_CONTENT.search(low) is not None
+
+
 #: A line this short may be a bullet on its own (PDF exports put the glyph on its own line).
 _BULLET_ONLY = 3
 #: A line that is all link and at most this long is a call to action, not content.
@@ -362,8 +386,8 @@ def _largest_heading(
 
 class _Splitter:
     __slots__ = (
-        "broken", "codes", "current", "gap", "headings", "intro", "preamble", "sections", "slot",
-        "title_stems", "vocab", "wide",
+        "broken", "codes", "current", "gap", "headings", "intro", "noise_words", "preamble",
+        "sections", "slot", "title_stems", "vocab", "wide",
     )  # fmt: skip
 
     def __init__(self, vocab: Vocabulary, title_stems: frozenset[str]) -> None:
@@ -379,6 +403,7 @@ class _Splitter:
         self.codes: list[tuple[str, str]] = []
         self.current = Section("preamble", "", 0)
         self.slot = "items"
+        self.noise_words = _NOT_CONTENT_WORDS  # words of disclaimers and bylines on the page
 
     def verdict(self, text: str, kicker: str | None) -> Verdict:
         verdict = classify(text, self.vocab).without(self.title_stems, self.vocab)
@@ -401,12 +426,17 @@ class _Splitter:
             # codes": still chrome.
             return
         under = deeper or head.rank == cur.sub_rank or (not cur.entries and head.rank == cur.rank)
+        verdict = self.verdict(head.text, kicker)
         if cur.key == "patient_experience" and under:
             phase = _phase(key)
-            if phase is not None:
+            names_other = (
+                verdict.tier == "phrase"
+                and verdict.section not in (None, "patient_experience")
+                and head.rank <= cur.rank
+            )  # "What happens during the procedure:" after "Patient experience:" is the steps
+            if phase is not None and not names_other:
                 self._sublabel(cur, key, phase, head.rank)  # "While it's happening", "Later"
                 return
-        verdict = self.verdict(head.text, kicker)
         section = verdict.section
         if section is None:
             section = self._by_words(verdict)
@@ -505,7 +535,7 @@ class _Splitter:
             and len(text.split()) <= _MAX_LINK_WORDS
             and cur.key not in ("similar_codes", "ignore", "navigation")
             and not _CODE_START.search(text)
-        ) or _NOT_CONTENT.search(text):
+        ) or _not_content(text, self.noise_words):
             return  # "Book online", "Learn more →", a disclaimer, a byline: not content
         item = line.in_list or has_marker(text)
         entries = cur.entries
@@ -721,6 +751,7 @@ def split_sections(
     kickers = _kickers(lines, heads)
     as_items = _heading_runs(lines, heads, vocab)
     splitter = _Splitter(vocab, title_stems)
+    splitter.noise_words = _not_content_words(lines)
     splitter.wide = _broken_lines(lines, heads)
     splitter.broken = splitter.wide > 0
     splitter.gap = _line_gap(lines) if splitter.broken else 0.0

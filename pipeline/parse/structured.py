@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from pipeline.models import CodeSystem
-
 #: JSON-LD larger than this (characters) is not read.
 MAX_JSON_LD = 200_000
 #: Characters of a meta description or title read for a code.
@@ -43,7 +41,6 @@ class PageMeta:
     codes: tuple[tuple[str | None, str], ...] = ()  # (coding system as written, code value)
     names: tuple[str, ...] = ()
     locations: tuple[str, ...] = ()  # canonical link, og:url
-    boxed: tuple[tuple[CodeSystem | None, str], ...] = ()  # labelled codes in <aside> boxes
     #: Short texts that may name the code: the document title, meta description, og:title,
     #: breadcrumbs and the site header (read last, for a labelled code only).
     mentions: tuple[str, ...] = ()
