@@ -63,8 +63,15 @@ def cli() -> None:
 @cli.command("parse")
 @click.argument("inputs", nargs=-1, required=True, metavar="PATH_OR_URL...")
 @click.option("--timeout", type=float, default=None, help="Read timeout for URLs, seconds.")
+@click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="Where a saved page came from: its source, and where its code is looked for last "
+    "(a clinic page that names its code only in its address). One FILE only.",
+)
 @handle_errors
-def parse_cmd(inputs: tuple[str, ...], timeout: float | None) -> None:
+def parse_cmd(inputs: tuple[str, ...], timeout: float | None, url: str | None) -> None:
     """Parse pages (files, directories, URLs) and print one JSON record per line.
 
     A page that cannot be parsed gets one line on stderr with its path and reason. Exits 1 at
@@ -74,7 +81,7 @@ def parse_cmd(inputs: tuple[str, ...], timeout: float | None) -> None:
 
     out = sys.stdout
     rejected = 0
-    for source, outcome in parse_inputs(list(inputs), timeout=timeout):
+    for source, outcome in parse_inputs(list(inputs), timeout=timeout, url=url):
         if isinstance(outcome, PipelineError):
             rejected += 1
             click.echo(f"{source}: {outcome.stage}: {outcome.kind}: {outcome}", err=True)
@@ -262,26 +269,37 @@ def reparse_cmd(**options: Any) -> None:
 
 @cli.command("status")
 @_state_option
+@_out_option
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
 @handle_errors
-def status_cmd(state: Path | None, config: Path | None, as_json: bool) -> None:
-    """What the state holds: pages by status, last run, pages due, rejects by reason."""
+def status_cmd(state: Path | None, out: Path | None, config: Path | None, as_json: bool) -> None:
+    """What the state holds: pages by status, last run, pages due, rejects by reason; and the
+    extraction quality of the last run in the output tables (fill rates, flagged fields)."""
     from pipeline.state import read_status
+    from pipeline.write import read_quality
 
-    settings = load_settings(config=config, state=state)
+    settings = load_settings(config=config, state=state, out=out)
     _require_state(settings.state)
     info = read_status(settings.state, refresh_after=settings.refresh_after)
+    quality = read_quality(settings.out)
+    if quality is not None:
+        info["extraction_quality"] = quality
     if as_json:
         click.echo(dump_json(info))
         return
+    _echo_tree(info)
+
+
+def _echo_tree(info: dict[str, Any], indent: str = "") -> None:
     for key, value in info.items():
         if isinstance(value, dict):
-            click.echo(f"{key}:")
-            for inner, count in value.items():
-                click.echo(f"  {inner}: {count}")
+            click.echo(f"{indent}{key}:")
+            _echo_tree(value, indent + "  ")
+        elif isinstance(value, list):
+            click.echo(f"{indent}{key}: {', '.join(map(str, value)) or '-'}")
         else:
-            click.echo(f"{key}: {value}")
+            click.echo(f"{indent}{key}: {value}")
 
 
 @cli.command("demo")

@@ -27,9 +27,9 @@ from pipeline.archive import ArchiveError, RawArchive, content_hash
 from pipeline.discover import Scope, classify, extract_links, normalize_url, parse_sitemap
 from pipeline.errors import FetchError, PageGone, ParseError, PipelineError, UsageError
 from pipeline.fetch import Fetcher, FetchLimits, FetchResult, RetryPolicy
-from pipeline.models import Procedure
+from pipeline.models import ExtractionReport, Procedure
 from pipeline.parse.encoding import charset_from_content_type, decode_html
-from pipeline.parse.page import PARSER_VERSION, parse_page
+from pipeline.parse.page import PARSER_VERSION, Extraction, extract
 from pipeline.progress import LOG, RunReport
 from pipeline.robots import origin_of
 from pipeline.runner import iter_parsed
@@ -84,7 +84,14 @@ class _Sink:
     report: RunReport
     clock: Clock
 
-    def write(self, record: Procedure, url: str, digest: str, fetched_at: datetime | None) -> None:
+    def write(
+        self,
+        record: Procedure,
+        url: str,
+        digest: str,
+        fetched_at: datetime | None,
+        report: ExtractionReport | None = None,
+    ) -> None:
         self.report.add("parsed")
         self.writer.add(
             record,
@@ -93,6 +100,7 @@ class _Sink:
             fetched_at=fetched_at,
             parsed_at=self.clock(),
             parser_version=PARSER_VERSION,
+            report=report,
         )
 
     def reject(self, exc: PipelineError, url: str, status: int | None) -> None:
@@ -107,11 +115,13 @@ class _Sink:
         )
 
     def outcome(
-        self, outcome: Procedure | PipelineError, url: str, digest: str,
-        fetched_at: datetime | None, status: int | None,
+        self, outcome: Extraction | Procedure | PipelineError, url: str, digest: str,
+        fetched_at: datetime | None, status: int | None, report: ExtractionReport | None = None,
     ) -> None:  # fmt: skip
-        if isinstance(outcome, Procedure):
-            self.write(outcome, url, digest, fetched_at)
+        if isinstance(outcome, Extraction):
+            self.write(outcome.record, url, digest, fetched_at, outcome.report)
+        elif isinstance(outcome, Procedure):
+            self.write(outcome, url, digest, fetched_at, report)
         else:
             self.reject(outcome, url, status)
 
@@ -120,6 +130,7 @@ class _Sink:
         counts = self.report.counts
         exit_code = 1 if counts["rejected"] or counts["failed"] else 0
         published = self.writer.publish(dict(counts), exit_code)
+        self.report.set_quality(published.quality, published.extraction)
         written = sum(published.changes.get(kind, 0) for kind in ("added", "changed", "returned"))
         self.report.add("written", written)
         return exit_code, written
@@ -249,9 +260,9 @@ class _Crawl:
             self.report.add("unchanged")
             return
         outcome = _parse(result.body, row.url, result.charset)
-        if isinstance(outcome, Procedure):
+        if isinstance(outcome, Extraction):
             self._record_fetch(row, result, digest)
-            self.sink.write(outcome, row.url, digest, result.fetched_at)
+            self.sink.write(outcome.record, row.url, digest, result.fetched_at, outcome.report)
         else:
             self.state.record_rejected(
                 row.url,
@@ -354,7 +365,7 @@ class _WorkerPool:
         self.queue.extend(rows)
 
 
-def _reparse_stored(archive: RawArchive, row: PageRow) -> Procedure | PipelineError:
+def _reparse_stored(archive: RawArchive, row: PageRow) -> Extraction | PipelineError:
     """Parse the stored body of a page; a missing or corrupt object is a parse reject."""
     digest = row.content_hash or ""
     try:
@@ -365,9 +376,9 @@ def _reparse_stored(archive: RawArchive, row: PageRow) -> Procedure | PipelineEr
     return _parse(body, row.url, charset_from_content_type(meta.content_type if meta else None))
 
 
-def _parse(body: bytes, url: str, charset: str | None) -> Procedure | PipelineError:
+def _parse(body: bytes, url: str, charset: str | None) -> Extraction | PipelineError:
     try:
-        return parse_page(body, url=url, http_charset=charset)
+        return extract(body, url=url, http_charset=charset)
     except PipelineError as exc:
         exc.source = url
         return exc
@@ -490,7 +501,9 @@ def ingest(
         for parsed in iter_parsed(inputs, timeout=timeout):
             report.add("fetched")
             digest = content_hash(parsed.body or b"")
-            sink.outcome(parsed.outcome, parsed.source, digest, parsed.fetched_at, None)
+            sink.outcome(
+                parsed.outcome, parsed.source, digest, parsed.fetched_at, None, parsed.report
+            )
             report.advance()
         exit_code, _ = sink.publish()
         return RunResult(run_id, report.summary(), exit_code, report.summary_text())

@@ -28,6 +28,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from pipeline.quality import DROP_POINTS, FieldQuality, summary_lines
+
 LOG = logging.getLogger("pipeline")
 
 #: Counter names every summary shows, in this order.
@@ -70,6 +72,8 @@ class RunReport:
     counts: Counter[str] = field(default_factory=Counter)
     rejects_by_reason: Counter[str] = field(default_factory=Counter)
     started: float = field(default_factory=time.monotonic)
+    quality: list[FieldQuality] = field(default_factory=list)
+    extraction: dict[str, int] = field(default_factory=dict)
     _progress: Progress | None = None
     _task: TaskID | None = None
 
@@ -98,6 +102,16 @@ class RunReport:
     ) -> None:
         if self._progress is not None:
             self._progress.stop()
+
+    def set_quality(self, fields: list[FieldQuality], extraction: dict[str, int]) -> None:
+        """What the published tables say of the run's extraction (see :mod:`pipeline.quality`).
+
+        Every flagged field is also logged as a warning, for schedulers that read the log.
+        """
+        self.quality = fields
+        self.extraction = dict(extraction)
+        for flagged in (f for f in fields if f.dropped):
+            LOG.warning("fill rate fell more than %.0f points: %s", DROP_POINTS, flagged.describe())
 
     def add(self, name: str, n: int = 1) -> None:
         """Count ``n`` more of ``name``."""
@@ -129,6 +143,10 @@ class RunReport:
         out: dict[str, Any] = {name: self.counts.get(name, 0) for name in COUNTERS}
         out["rejected_by_reason"] = dict(sorted(self.rejects_by_reason.items()))
         out["seconds"] = round(self.elapsed, 3)
+        if self.quality:
+            out["extraction"] = dict(self.extraction)
+            out["fill_rates"] = {f.field: round(f.rate, 4) for f in self.quality}
+            out["flagged_fields"] = [f.field for f in self.quality if f.dropped]
         return out
 
     def summary_text(self) -> str:
@@ -142,4 +160,5 @@ class RunReport:
         lines = [f"{self.title}: {main} in {data['seconds']:.1f}s"]
         for reason, count in data["rejected_by_reason"].items():
             lines.append(f"  rejected {reason}: {count}")
+        lines.extend(summary_lines(self.quality, self.extraction))
         return "\n".join(lines)

@@ -10,10 +10,11 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
-from pipeline.errors import PipelineError
-from pipeline.models import Procedure
-from pipeline.parse.page import parse_page
+from pipeline.errors import PipelineError, UsageError
+from pipeline.models import ExtractionReport, Procedure
+from pipeline.parse.page import Extraction, extract
 from pipeline.sources import RawPage, check_inputs, expand_paths, is_url, read_page
 
 Outcome = Procedure | PipelineError
@@ -27,20 +28,49 @@ class Parsed:
     outcome: Outcome
     body: bytes | None = None
     fetched_at: datetime | None = None
+    report: ExtractionReport | None = None  # what the extractor saw on the page
 
 
-def parse_raw(page: RawPage) -> Outcome:
-    """Parse one raw page; every pipeline error is returned, not raised."""
+def extract_raw(page: RawPage, url: str | None = None) -> Extraction | PipelineError:
+    """Extract one raw page; every pipeline error is returned, not raised.
+
+    ``url`` is where a saved page came from (``pipeline parse --url``): the record's source
+    and the last place its code is looked for. By default, the page's own source.
+    """
     try:
-        return parse_page(page.body, url=page.source, http_charset=page.http_charset)
+        return extract(page.body, url=url or page.source, http_charset=page.http_charset)
     except PipelineError as exc:
-        exc.source = exc.source or page.source
+        exc.source = exc.source or url or page.source
         return exc
 
 
-def iter_parsed(inputs: list[str], *, timeout: float | None = None) -> Iterator[Parsed]:
-    """Parse every input in order: files, directories (recursively), then URLs."""
+def parse_raw(page: RawPage, url: str | None = None) -> Outcome:
+    """Parse one raw page into a record; every pipeline error is returned, not raised."""
+    got = extract_raw(page, url)
+    return got.record if isinstance(got, Extraction) else got
+
+
+def _parsed(
+    source: str,
+    got: Extraction | PipelineError,
+    body: bytes | None,
+    fetched_at: datetime | None = None,
+) -> Parsed:
+    if isinstance(got, Extraction):
+        return Parsed(source, got.record, body, fetched_at, got.report)
+    return Parsed(source, got, body, fetched_at)
+
+
+def iter_parsed(
+    inputs: list[str], *, timeout: float | None = None, url: str | None = None
+) -> Iterator[Parsed]:
+    """Parse every input in order: files, directories (recursively), then URLs.
+
+    ``url`` is where a single saved page came from (its source and a place for its code).
+    """
     check_inputs(inputs)
+    if url is not None and (len(inputs) != 1 or is_url(inputs[0]) or Path(inputs[0]).is_dir()):
+        raise UsageError("--url names where one saved page came from: give exactly one file")
     urls = [item for item in inputs if is_url(item)]
     paths = [item for item in inputs if not is_url(item)]
     for path in expand_paths(paths):
@@ -49,16 +79,16 @@ def iter_parsed(inputs: list[str], *, timeout: float | None = None) -> Iterator[
         except PipelineError as exc:
             yield Parsed(str(path), exc)
             continue
-        yield Parsed(raw.source, parse_raw(raw), raw.body)
+        yield _parsed(url or raw.source, extract_raw(raw, url), raw.body)
     if urls:
         yield from _fetch_and_parse(urls, timeout)
 
 
 def parse_inputs(
-    inputs: list[str], *, timeout: float | None = None
+    inputs: list[str], *, timeout: float | None = None, url: str | None = None
 ) -> Iterator[tuple[str, Outcome]]:
-    """``(source, record or error)`` for every page of the inputs."""
-    for parsed in iter_parsed(inputs, timeout=timeout):
+    """``(source, record or error)`` for every page of the inputs (``url``: see iter_parsed)."""
+    for parsed in iter_parsed(inputs, timeout=timeout, url=url):
         yield parsed.source, parsed.outcome
 
 
@@ -77,7 +107,7 @@ def _fetch_and_parse(urls: list[str], timeout: float | None) -> Iterator[Parsed]
                     results.append(Parsed(url, exc))
                     continue
                 raw = RawPage(url, got.body, got.charset)
-                results.append(Parsed(url, parse_raw(raw), got.body, got.fetched_at))
+                results.append(_parsed(url, extract_raw(raw), got.body, got.fetched_at))
             return results
 
     yield from asyncio.run(fetch_all())

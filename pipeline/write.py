@@ -798,6 +798,8 @@ class PublishResult:
     written: dict[str, int]
     changes: dict[str, int]
     quality: list[FieldQuality] = field(default_factory=list)
+    #: Headings seen, left unclassified, chrome blocks dropped: summed over the run's pages.
+    extraction: dict[str, int] = field(default_factory=dict)
 
 
 class TableWriter:
@@ -1075,4 +1077,39 @@ class TableWriter:
             written = {
                 s.name: _row_count(version / "parquet" / f"{s.name}.parquet") for s in T.TABLES
             }
-        return PublishResult(self.run_id, version, parquet, csv, written, changes, self._quality)
+        return PublishResult(
+            self.run_id, version, parquet, csv, written, changes, self._quality,
+            self._tally.counts(),
+        )  # fmt: skip
+
+
+def read_quality(out_dir: Path) -> dict[str, object] | None:
+    """The extraction quality of the last published run that parsed records, or None.
+
+    Read from the published ``runs`` and ``quality`` tables (no lock: publishing swaps whole
+    versions): the run, its headings and unclassified headings, each field's fill rate and the
+    fields flagged for a fall of more than 20 points.
+    """
+    parquet = Path(out_dir) / "parquet"
+    quality_path, runs_path = parquet / "quality.parquet", parquet / "runs.parquet"
+    if not quality_path.exists():
+        return None
+    try:
+        quality = pl.read_parquet(quality_path).filter(pl.col("records") > 0)
+        if quality.is_empty():
+            return None
+        run_id = quality["run_id"][-1]
+        rows = quality.filter(pl.col("run_id") == run_id)
+        info: dict[str, object] = {"run_id": run_id, "records": int(rows["records"][0])}
+        if runs_path.exists():
+            run = pl.read_parquet(runs_path).filter(pl.col("run_id") == run_id)
+            for name in ("headings", "unclassified_headings", "chrome_blocks"):
+                if not run.is_empty() and name in run.columns:
+                    info[name] = int(run[name][-1] or 0)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise WriteError(f"cannot read the quality table in {parquet}: {_describe(exc)}") from exc
+    info["fill_rates"] = {
+        name: round(rate, 4) for name, rate in rows.select("field", "fill_rate").iter_rows()
+    }
+    info["flagged_fields"] = rows.filter(pl.col("dropped"))["field"].to_list()
+    return info
