@@ -78,6 +78,37 @@ def test_parse_usage_errors_exit_2(args: list[str], message: str) -> None:
     no_traceback(result)
 
 
+def test_parse_saved_page_with_its_url(tmp_path: Path) -> None:
+    """A clinic page that names its code only in its address: ``--url`` supplies it."""
+    page = tmp_path / "saved.html"
+    page.write_text(
+        "<html><body><h1>Knee arthroscopy</h1><h2>What is it?</h2><p>A camera looks inside "
+        "the knee.</p><h2>Risks</h2><ul><li>Infection</li></ul></body></html>",
+        "utf-8",
+    )
+    without = run("parse", str(page))
+    assert without.exit_code == 1
+    assert "missing_code" in without.stderr or "not_a_procedure" in without.stderr
+    url = "https://clinic.example/procedures/cpt-29881-knee-arthroscopy"
+    result = run("parse", "--url", url, str(page))
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert (record["code"], record["code_system"], record["source"]) == ("29881", "CPT", url)
+    assert record["risks"] == ["Infection"]
+
+
+@pytest.mark.parametrize("extra", [["second"], ["dir"], []])
+def test_parse_url_takes_exactly_one_file(tmp_path: Path, extra: list[str]) -> None:
+    page = tmp_path / "saved.html"
+    page.write_text("<h1>x</h1>", "utf-8")
+    args = {"second": [str(page), str(page)], "dir": [str(tmp_path)], "": []}
+    inputs = args[extra[0]] if extra else ["https://example.org/a"]
+    result = run("parse", "--url", "https://example.org/cpt-29881", *inputs)
+    assert result.exit_code == 2
+    assert "--url" in result.stderr
+    no_traceback(result)
+
+
 def test_parse_url_from_loopback_server() -> None:
     with SiteServer(SITE) as server:
         url = server.origin + "/code/cpt4/" + SEED_PAGE.stem
@@ -103,6 +134,43 @@ def test_ingest_merges_into_tables(tmp_path: Path) -> None:
     rejects = pl.read_parquet(out / "parquet" / "rejects.parquet")
     assert rejects.height == 1
     assert (out / "csv" / "procedures.csv").exists()
+
+
+def _page(code: str, risks: bool) -> str:
+    risk = "<h2>Possible complications</h2><ul><li>Bleeding</li><li>Infection</li></ul>"
+    return (
+        f"<html><head><title>Knee arthroscopy</title></head><body><main>"
+        f"<h1>Knee arthroscopy</h1><p>CPT code: {code}</p>"
+        "<h2>Overview</h2><p>A camera is put into the knee through small cuts.</p>"
+        "<h2>How it is done</h2><ol><li>You lie on your back.</li><li>The knee is numbed."
+        f"</li></ol>{risk if risks else ''}<h2>Our awards</h2><p>Best clinic 2024.</p>"
+        "</main></body></html>"
+    )
+
+
+def test_a_field_that_stops_filling_is_flagged(tmp_path: Path) -> None:
+    """A site that changes its layout: the next run warns, the quality table flags it."""
+    out = tmp_path / "out"
+    for run_no, risks in ((1, True), (2, False)):
+        pages = tmp_path / f"run{run_no}"
+        pages.mkdir()
+        for i in range(12):
+            (pages / f"p{i}.html").write_text(_page(f"{29870 + i}", risks), "utf-8")
+        result = run("ingest", str(pages), "--out", str(out), "--no-progress")
+        assert result.exit_code == 0, result.stderr
+    assert "WARNING fill rate fell more than 20 points: risks filled in 0% of 12 records" in (
+        result.stderr
+    )
+    assert "headings left unclassified (kept in other_sections): 12 of 36" in result.stderr
+    quality = pl.read_parquet(out / "parquet" / "quality.parquet")
+    last = quality.filter(pl.col("run_id") == quality["run_id"][-1])
+    assert last.filter(pl.col("dropped"))["field"].to_list() == ["risks"]
+    risks = last.filter(pl.col("field") == "risks").row(0, named=True)
+    assert (risks["fill_rate"], risks["previous_fill_rate"]) == (0.0, 1.0)
+    others = pl.read_parquet(out / "parquet" / "other_sections.parquet")
+    assert set(others["heading"]) == {"Our awards"}
+    runs = pl.read_parquet(out / "parquet" / "runs.parquet")
+    assert runs["unclassified_headings"].to_list() == [12, 12]
 
 
 def test_output_directory_not_writable_is_one_line(tmp_path: Path) -> None:
@@ -136,11 +204,22 @@ def test_crawl_status_reparse(tmp_path: Path) -> None:
     assert summary["parsed"] > 20
     first = pl.read_parquet(out / "parquet" / "procedures.parquet")
 
-    status = run("status", "--state", str(state), "--json")
+    assert summary["extraction"]["headings"] > summary["parsed"]
+    assert summary["fill_rates"]["steps"] == 1.0
+    assert summary["flagged_fields"] == []
+
+    status = run("status", "--state", str(state), "--out", str(out), "--json")
     assert status.exit_code == 0
     info = json.loads(status.stdout)
     assert info["pages"]["fetched"] >= summary["parsed"]
     assert info["last_run"]["exit_code"] == 0
+    quality = info["extraction_quality"]
+    assert quality["records"] == summary["parsed"]
+    assert quality["fill_rates"]["steps"] == 1.0
+    assert quality["unclassified_headings"] == summary["extraction"]["unclassified_headings"]
+    text = run("status", "--state", str(state), "--out", str(out))
+    assert "extraction_quality:" in text.stdout
+    assert "flagged_fields: -" in text.stdout
 
     # The server is gone: reparse works from the archive alone.
     again = run("reparse", "--out", str(out), "--state", str(state))

@@ -1,5 +1,7 @@
 """Print the evaluation table: ``python -m tests.eval [--split dev|heldout] [--real] [-v]``.
 
+``--record`` writes the scores as the floors ``tests/test_eval_gate.py`` holds.
+
 Without options: every split and the real pages (when they are present), one per-field table
 each. ``-v`` lists the fields each page got wrong, with the expected and the produced values.
 """
@@ -19,6 +21,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--real", action="store_true", help="only the real pages")
     parser.add_argument("-v", "--verbose", action="store_true", help="list every wrong field")
     parser.add_argument("--json", action="store_true", help="print the tables as JSON")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="write these scores as the gate's floors (tests/eval/baseline.json); only after "
+        "a change that should move them, and say why in the commit",
+    )
     args = parser.parse_args(argv)
     splits = [] if args.real and not args.split else (args.split or list(score.SPLITS))
     tables: dict[str, dict[str, float]] = {}
@@ -57,6 +65,11 @@ def main(argv: list[str]) -> int:
                 print("\n".join(score.render(tables["real"], counts)))
     if args.json:
         print(json.dumps(tables, indent=1))
+    if args.record:
+        if args.split or args.real or "real" not in tables:
+            parser.error("--record scores every split and the real pages: give no other option")
+        score.record_baseline(tables)
+        print(f"floors written to {score.BASELINE}", file=sys.stderr)
     return 0
 
 

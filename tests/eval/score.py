@@ -23,7 +23,9 @@ Scoring rules (the same for every field of the same shape):
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
 import re
 from collections import Counter
@@ -288,3 +290,33 @@ def render(table: dict[str, float], counts: dict[str, int] | None = None) -> Ite
 
 
 ScoreFn = Callable[[str], list[PageResult]]
+
+
+# --- the gate ------------------------------------------------------------------------------------
+
+#: Per-field floors the gate holds (``python -m tests.eval --record`` rewrites it).
+BASELINE = HERE / "baseline.json"
+
+
+def corpus_digest(split: str) -> str:
+    """A digest of a split's pages and labels (or of the real-page expectations)."""
+    digest = hashlib.sha256()
+    files = sorted(REAL.glob("*.json")) if split == "real" else sorted((PAGES / split).rglob("*"))
+    for path in files:
+        if path.is_file():
+            digest.update(path.relative_to(HERE).as_posix().encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def record_baseline(tables: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Write the floors: each field's score now, rounded down, with the corpus digests."""
+    data = {
+        split: {
+            "corpus": corpus_digest(split),
+            "floors": {row: math.floor(v * 1000) / 1000 for row, v in table.items()},
+        }
+        for split, table in tables.items()
+    }
+    BASELINE.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", "utf-8")
+    return data
