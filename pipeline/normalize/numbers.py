@@ -112,13 +112,14 @@ def alternation(words: Iterable[str]) -> str:
 
 
 _UNIT_WORDS = alternation([w for w in _UNITS if w != "zero"])
-_SIMPLE_WORDS = alternation(list(_WORDS))
+_SIMPLE_WORDS = alternation([w for w in _WORDS if w not in _TENS])
 _TENS_WORDS = alternation(list(_TENS))
 _VULGAR_CHARS = "".join(_VULGAR)
 
-# A word number: "forty-five", "twenty five", "seventeen", "a hundred".
+# A word number: "forty-five", "twenty five", "seventeen", "a hundred". A tens word is never
+# cut before "-five": "twenty-five" is one number, not the range "20-5".
 _WORD_NUMBER = (
-    rf"(?:(?:{_TENS_WORDS})(?:[\s-]+(?:{_UNIT_WORDS}))?"
+    rf"(?:(?:{_TENS_WORDS})(?:[\s-]+(?:{_UNIT_WORDS})|(?!\s*-\s*(?:{_UNIT_WORDS})\b))"
     rf"|(?:a|one)\s+hundred|hundred|{_SIMPLE_WORDS})"
 )
 # Digits: "1,000", "1.5", "1½", "1 ½", "1 1/2", "1/2", "½".
