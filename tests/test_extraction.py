@@ -598,6 +598,26 @@ OWN_URL = "https://clinic.example/procedures/cpt-45378-colonoscopy"
             None,
             id="popular-box-after-content-vs-infobox",
         ),
+        # Boxes of other codes whose class is a bare "popular", "trending"...: before the
+        # title they named the page's code (99213), after the content they joined the risks.
+        *(
+            pytest.param(
+                f'<div class="{cls}">{OTHER_CODES}</div><h1>Colonoscopy</h1>'
+                f"<p>CPT code: 45378</p>{COLON_SECTIONS}",
+                OWN_URL,
+                id=f"{cls}-before-title",
+            )
+            for cls in ("popular", "related", "trending", "other-procedures", "most-viewed")
+        ),
+        *(
+            pytest.param(
+                f'<h1>Colonoscopy</h1>{COLON_SECTIONS}<div class="{cls}">{OTHER_CODES}</div>'
+                '<div class="infobox">Code: 45378</div>',
+                None,
+                id=f"{cls}-after-content",
+            )
+            for cls in ("popular", "popular-widget", "widget-popular", "trending")
+        ),
     ],
 )
 def test_sidebar_of_other_codes_does_not_win(body: str, url: str | None) -> None:
@@ -674,6 +694,25 @@ def test_page_with_mostly_unknown_headings_is_not_rejected() -> None:
     )
     assert [s.heading for s in record.other_sections] == ["Our Awards", "Patient Stories"]
     assert extraction.report.unclassified == 2
+
+
+def test_a_section_its_field_cannot_read_is_kept_in_other_sections() -> None:
+    """ "Meet ..." reads as personnel, but names nobody: its text is kept, not lost."""
+    page = knee_page(
+        f"<h1>Knee Arthroscopy</h1>{RISKS}<h2>Meet Dr Smith's Cat</h2>"
+        "<p>Whiskers greets every patient.</p><h2>Opening Hours</h2>"
+        "<p>Monday to Friday, 8 to 6.</p>"
+    )
+    extraction = extract(page, url=KNEE_URL)
+    record = extraction.record
+    assert record.personnel == []
+    assert record.duration is None  # opening hours are not how long the procedure takes
+    assert record.other_sections == [
+        OtherSection(heading="Meet Dr Smith's Cat", text="Whiskers greets every patient."),
+        OtherSection(heading="Opening Hours", text="Monday to Friday, 8 to 6."),
+    ]
+    assert extraction.report.unclassified == 2
+    assert "personnel" not in extraction.report.tiers
 
 
 def test_page_with_only_unknown_headings_and_no_code_is_rejected() -> None:

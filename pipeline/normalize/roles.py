@@ -201,13 +201,22 @@ _VERB = re.compile(
 )
 
 
+#: A word that joins people into a list: a comma before it is not an apposition.
+_LIST_WORD = re.compile(r"\b(?:and|or|with|plus)\b|&", re.IGNORECASE)
+
+
 def split_personnel(text: str) -> list[str]:
     """One noun phrase per person a prose personnel text mentions, in order.
 
     A name with an apposition and no verb ("Dr. René Dupré, board-certified hand surgeon") is
     one person, kept whole.
     """
-    if "," in text and not _VERB.search(text) and len(text.split()) <= _MAX_NAME_WORDS:
+    if (
+        "," in text
+        and not _VERB.search(text)
+        and not _LIST_WORD.search(text)
+        and len(text.split()) <= _MAX_NAME_WORDS
+    ):
         nouns = _ROLE_NOUN.findall(text)
         if len(nouns) == 1:
             return [text.strip(_TRIM)]

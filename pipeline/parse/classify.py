@@ -7,8 +7,8 @@
    2 for recovery, "what happen" 2.5 for steps). A cue phrase may skip stop words between its
    words ("how done" matches "how is it done"); the longest cue at each position counts once.
    A word no cue knows is corrected to the nearest cue word when they are close (rapidfuzz
-   ratio of at least :data:`FUZZY_CUTOFF`, words of five letters or more), so "Preperation" and
-   "Reccovery" still count. A heading may also fit a *frame*, a sentence shape
+   ratio of at least :data:`FUZZY_CUTOFF`, words of seven letters or more, same first letter),
+   so "Reccovery" and "Alternatves" still count. A heading may also fit a *frame*, a sentence shape
    of the vocabulary ("how the line is placed" is the steps, "who places the line" the
    personnel). The section with the highest total wins when it reaches the
    vocabulary's threshold; when the runner-up is within the margin the verdict is

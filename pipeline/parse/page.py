@@ -202,6 +202,7 @@ _OTHERS_BOX = re.compile(
 )
 _MAX_SCOPES = 40
 _DIGIT = re.compile(r"\d")
+_WORDY = re.compile(r"\w")
 
 
 def _boxes(tree: LexborHTMLParser) -> list[tuple[float, list[str]]]:
@@ -330,9 +331,19 @@ def _build(
     if intro and "summary" not in present:
         anesthesia_texts += intro
     record["anesthesia"] = find_anesthesia(anesthesia_texts)
+    # A section the classifier gave to a field whose reader finds nothing in it ("Meet the
+    # team" over "Friendly faces, ten years running.") is kept too, not lost in silence.
+    unread = {
+        key
+        for key, holds in (("personnel", _WORDY), ("similar_codes", _DIGIT))
+        if not record[key] and any(holds.search(e.text) for e in sections.get(key, ()))
+    }  # similar codes: only text with a number in it ("No related codes listed" says nothing)
+    for key in unread:
+        tiers.pop(key, None)
+    kept = [s for s in page.sections if s.key in unread and s.entries] if unread else []
     record["other_sections"] = [
         {"heading": clean_heading(s.heading) or "(untitled)", "text": text}
-        for s in others
+        for s in (sorted([*others, *kept], key=page.sections.index) if kept else others)
         if (text := section_text(s)) or s.key != "other"
     ]
     try:
@@ -348,7 +359,9 @@ def _build(
         headings=sum(
             1 for s in page.sections if s.key not in ("ignore", "navigation") and s.heading
         ),
-        unclassified=sum(1 for s in page.sections if s.key == "other" and s.entries),
+        unclassified=sum(
+            1 for s in page.sections if (s.key == "other" or s.key in unread) and s.entries
+        ),
         chrome_blocks=chrome.blocks,
         chrome_chars=chrome.chars,
         tiers=MappingProxyType(tiers),
@@ -495,6 +508,19 @@ def _label_codes(
     return label_system, page_code
 
 
+def _code_lines(page: SplitPage) -> list[str]:
+    """The lines around the title that may name the page's code, in page order.
+
+    Lines before the title that name two or more different codes are a box of other pages
+    ("Popular codes: CPT 99213, CPT 99214"), not the page's badge: they are left out.
+    """
+    named = {found[1] for line in page.pre_title if (found := find_code(line)) is not None}
+    if len(named) <= 1:
+        return page.preamble
+    before = set(page.pre_title)
+    return [line for line in page.preamble if line not in before]
+
+
 #: "66984 (CPT)": a code value followed by its system.
 _CODE_THEN_SYSTEM = re.compile(
     rf"^\s*(?P<code>{_CODE_FORMAT})\s*\(?\s*(?P<system>CPT|HCPCS|ICD-?10-?(?:CM|PCS))\s*\)?\s*$",
@@ -542,7 +568,7 @@ def _code(
     boxed: Callable[[], list[tuple[CodeSystem | None, str]]],
 ) -> tuple[CodeSystem, str]:
     """Code and system: page label and value, title, structured data, canonical link, URL."""
-    label_system, page_code = _label_codes(page.preamble, label_max)
+    label_system, page_code = _label_codes(_code_lines(page), label_max)
     badges: list[tuple[CodeSystem | None, str]] = []
     for label, value in page.codes:
         badge = CODE_BADGE.match(value)

@@ -216,6 +216,8 @@ class SplitPage:
     headings: list[str]
     intro: list[Entry] = field(default_factory=list)  # content between title and sections
     codes: list[tuple[str, str]] = field(default_factory=list)  # (label, code) pairs
+    #: Lines of ``preamble`` that stand before the title (site header, badges, boxes).
+    pre_title: list[str] = field(default_factory=list)
 
     def get(self, key: str) -> list[Section]:
         return [s for s in self.sections if s.key == key]
@@ -757,6 +759,7 @@ def split_sections(
     splitter.gap = _line_gap(lines) if splitter.broken else 0.0
     skip = _header_rows(lines)
     metadata = _metadata_rows(lines, heads, vocab)
+    pre_title: list[str] = []
     for i, line in enumerate(lines):
         if title_at is not None and title_end is not None and title_at <= i <= title_end:
             splitter.current = Section("preamble", "title", 0)
@@ -770,6 +773,8 @@ def split_sections(
             # The site's header, badges and breadcrumbs; small print (running headers and
             # footers of a printed document): read for the code, never section content.
             splitter.preamble.append(line.text)
+            if title_at is not None and i < title_at:
+                pre_title.append(line.text)
             continue
         following = lines[i + 1].text if i + 1 < len(lines) else ""
         if (
@@ -782,6 +787,16 @@ def split_sections(
             # "CPT code:" | "28285" in two cells: the page's code, not content.
             splitter.codes.append((line.text, lines[i + 1].text.strip()))
             skip.add(i + 1)
+            continue
+        label, colon, value = line.text.partition(":")
+        if (
+            colon
+            and len(value) < 20
+            and splitter.current.key not in ("similar_codes", "preamble")
+            and BARE_CODE.match(value)
+            and is_code_label(label)
+        ):
+            splitter.codes.append((label, value.strip()))  # "Code: 45378" in a box of facts
             continue
         badge = (
             CODE_BADGE.match(line.text)
@@ -824,7 +839,7 @@ def split_sections(
         splitter.feed(line, head, kickers.get(i - 1))
     page = SplitPage(
         title, splitter.preamble, splitter.sections, splitter.headings, splitter.intro.entries,
-        splitter.codes,
+        splitter.codes, pre_title,
     )  # fmt: skip
     _settle(page, vocab)
     return page

@@ -156,6 +156,12 @@ def test_anesthesia_paraphrase(text: str, kinds: list[AnesthesiaKind]) -> None:
         ("You will need to fast for 6 hours beforehand.", None),
         ("Do not eat for six hours before your appointment.", None),
         ("Stop taking aspirin seven days beforehand.", None),
+        # A hyphenated word number is one number, never a range ("twenty-five" is not 5-20).
+        ("It takes twenty-five minutes.", MinuteRange(25, 25)),
+        ("about forty-five minutes", MinuteRange(45, 45)),
+        ("sixty-five minutes", MinuteRange(65, 65)),
+        ("twenty-five to thirty minutes", MinuteRange(25, 30)),
+        ("five-six minutes", MinuteRange(5, 6)),
     ],
 )
 def test_duration_paraphrase(text: str, expected: MinuteRange | None) -> None:
@@ -358,6 +364,12 @@ def test_classify_role_paraphrase(text: str, role: Role) -> None:
         (
             "The scan is carried out by a radiographer, and the images are read by a radiologist.",
             ["radiographer", "radiologist"],
+        ),
+        # A comma before "and" is a list, not an apposition ("Dr Dupré, hand surgeon").
+        ("surgeon , and", ["surgeon"]),
+        (
+            "Dr. René Dupré, board-certified hand surgeon",
+            ["Dr. René Dupré, board-certified hand surgeon"],
         ),
     ],
 )
