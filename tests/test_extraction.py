@@ -231,6 +231,27 @@ INVALID_VOCABULARIES = [
         _set("classify", "stopwords", value=[]), "classify.stopwords", id="empty-stopwords"
     ),
     pytest.param(_set("extras", value={"x": 1}), "extras", id="unknown-top-level-table"),
+    # Patterns that compile alone but not once joined with the others (or change meaning).
+    pytest.param(
+        _append("sections", "risks", "phrases", value="(?i)hazards"),
+        "does not compile",
+        id="global-flag-in-a-phrase",
+    ),
+    pytest.param(
+        _append("chrome", "class_tokens", value="(?i)promo"),
+        "chrome.class_tokens",
+        id="global-flag-in-a-chrome-token",
+    ),
+    pytest.param(
+        _append("sections", "summary", "phrases", value="(?P<risks>x)"),
+        "named group or a back-reference",
+        id="named-group-in-a-phrase",
+    ),
+    pytest.param(
+        _append("sections", "risks", "phrases", value="(a)\\1"),
+        "named group or a back-reference",
+        id="back-reference-in-a-phrase",
+    ),
 ]
 
 

@@ -93,12 +93,22 @@ def stems(tokens: list[str]) -> tuple[str, ...]:
 Pattern = Annotated[str, Field(min_length=1)]
 
 
+#: A back-reference ("\\1", "(?P=name)"): its number changes once patterns are combined.
+_BACKREF = re.compile(r"\\[1-9]|\(\?P=")
+
+
 def _compiles(patterns: list[str]) -> list[str]:
+    """Each pattern compiles as it will be used: wrapped and joined with the others. So
+    global flags ("(?i)..."), named groups and back-references are refused here."""
     for pattern in patterns:
         try:
-            re.compile(pattern)
+            compiled = re.compile(f"(?:{pattern})")
         except re.error as exc:
             raise ValueError(f"pattern {pattern!r} does not compile: {exc}") from exc
+        if compiled.groupindex or _BACKREF.search(pattern):
+            raise ValueError(
+                f"pattern {pattern!r} has a named group or a back-reference; use (?:...) groups"
+            )
     return patterns
 
 
