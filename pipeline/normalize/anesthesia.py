@@ -51,17 +51,20 @@ _REGIONAL = (
     r"|neuraxial\s+(?:{_AN}\w*|blocks?)?|interscalene\s+blocks?"
     rf"|{_AN}(?:sia|tic)\s*(?:/\s*sedation\s*)?[:\-–]\s*(?:typically\s+|usually\s+)?(?:regional|spinal)\b"
     r"|spinal\s+injection|numb(?:s|ed)?\s+(?:\w+\s+){0,3}?from\s+the\s+(?:waist|chest|hips?)\s+down"
+    r"|an?\s+spinal(?=\s+(?:is|was|will|may|can|could|would|might)\b)"
 )
 _LOCAL = (
     rf"local(?:ly)?\s+{_AN}\w*|under\s+local\b|local\s+numbing"
     r"|numbing\s+(?:(?:eye|ear|nose|throat|skin|nasal|topical)\s+)?(?:injections?|shots?|sprays?|drops|gels?|creams?|medicines?|medications?|agents?"
     r"|solutions?|ointments?|jelly|patch(?:es)?)"
-    r"|numbs?\s+(?:the|your)\s+(?:\w+\s+)?(?:area|skin|site|eye|eyes|throat|nose|region|spot)"
-    r"|(?:lido|xylo|novo|bupiva|mepiva|ropiva|tetra|benzo|proxymeta|prilo|arti)caine"
+    r"|numbs?\s+(?:the|your)\s+(?:\w+\s+)?(?:area|skin|site|eyes?|throat|nose|region|spot|gums?"
+    r"|mouth|lips?|tooth|teeth|cervix|urethra|nostrils?)"  # a numbed limb may be a nerve block
+    r"|(?:lido|ligno|xylo|novo|bupiva|mepiva|ropiva|tetra|benzo|proxymeta|prilo|arti)caine"
     rf"|topical\s+{_AN}\w*|{_AN}tic\s+(?:eye\s+)?(?:drops|creams?|sprays?|gels?|ointments?)"
     r"|\bemla\b"
     r"|(?:skin|area|site|spot|eye|eyes|throat|nose|nostrils?|gums?|cervix|urethra|finger|toe|arm|hand"
-    r"|back|scalp|lip|mouth)\s+(?:is|are|will\s+be|gets?|being)\s+(?:\w+\s+){0,2}?numbed"
+    r"|back|scalp|lip|mouth)(?:\s+(?:over|around|near|at|on|of|in)\s+(?:the\s+|your\s+)?\w+)?"
+    r"\s+(?:is|are|will\s+be|gets?|being)\s+(?:\w+\s+){0,2}?numbed"
     r"|numbed\s+(?:with|by|using|first)\b|numbing\b|(?:throat|nasal|mouth)\s+spray"
     r"|freez(?:e|es|ing)\s+(?:the|your)\s+(?:skin|area)"
     rf"|{_AN}(?:sia|tic)\s*(?:/\s*sedation\s*)?[:\-–]\s*(?:typically\s+|usually\s+)?local\b"
@@ -70,14 +73,14 @@ _SEDATION = (
     r"sedation|sedatives?|sedated|sedating|twilight(?:\s+sleep|\s+an\w*)?"
     r"|(?:medicines?|medications?|something|drugs?|tablets?|pills?)\s+(?:\w+\s+){0,4}?to\s+"
     r"(?:help\s+(?:you\s+|them\s+)?)?(?:relax|calm\s+you|feel\s+(?:calm|relaxed|sleepy|drowsy)"
-    r"|make\s+you\s+(?:sleepy|drowsy|relaxed|calm))|relaxing\s+(?:medicine|medication)"
+    r"|make\s+you\s+(?:feel\s+)?(?:sleepy|drowsy|relaxed|calm))|relaxing\s+(?:medicine|medication)"
     rf"|monitored\s+{_AN}sia\s+care"
 )
 #: "spinal or general anesthesia", "local and/or general anesthetic": kinds sharing one noun.
 _KIND_WORD = r"(?:general|regional|spinal|epidural|local|topical)"
 _COORDINATED = (
     rf"{_KIND_WORD}(?:(?:\s*,\s*(?:(?:and/or|or|and)\s+)?|\s*/\s*|\s+(?:and/or|or|and)\s+)"
-    rf"{_KIND_WORD})+"
+    rf"(?:an?\s+)?{_KIND_WORD})+"
     rf"\s+{_AN}(?:sia|tics?)\b"
 )
 _KIND_WORD_RE = re.compile(_KIND_WORD, re.IGNORECASE)
@@ -104,9 +107,11 @@ _BREAK = (
     r"(?:but|however|although|though|whereas|while|and|because|since|so|which"
     r"|when|as|until|after|before|once|then|otherwise)\b"
 )
-#: After a mention: "... is not (usually) needed", "... isn't required", "... is rarely used".
+#: After a mention: "... is not (usually) needed", "... isn't required", "... is rarely used",
+#: or a label with no value ("Sedation: none", "Sedation - not needed").
 _NEGATED_AFTER = re.compile(
-    r"""(?:\s+(?:is|are|was|were|will|would|be|been|being|may|might|must|can|could|should|does
+    r"""\s*[:\-–]\s*(?:none|no|not|nil|n/a)\b
+    |(?:\s+(?:is|are|was|were|will|would|be|been|being|may|might|must|can|could|should|does
     |do|did|usually|typically|generally|often|normally|also|itself|alone|anesthesia|anaesthesia
     |medication|medicine|really|always))*\s+
     (?:not|never|rarely|seldom|unnecessary|(?:is|are|was|were|does|do|did|would|could|should

@@ -50,6 +50,7 @@ _FIRST_WORDS = alternation(
         *NUMBER_WORDS,
         *("less", "under", "up", "no", "not", "within", "at", "maximum", "fewer", "shorter"),
         *("below", "as", "just", "more", "over", "longer", "upwards", "minimum", "in"),
+        *("won", "wouldn", "shouldn", "doesn"),
         *("greater", "between", "half", "several", "few", "couple", "many", "multiple", "some"),
         "quarter",
         *("seconds", "minutes", "hours", "days", "weeks", "months", "overnight", "all"),
@@ -64,11 +65,14 @@ _SEP = r"\s*(?:-\s*)?(?:-|–|—|‐|‑|\bto\b|\bor\b|\bthrough\b|\bthru\b|\bu
 _LESS = (
     r"(?:less\s+than|under|up\s+to|no\s+(?:more|longer)\s+than|not\s+(?:more|longer)\s+than"
     r"|within|at\s+most|a\s+maximum\s+of|maximum\s+of|fewer\s+than|shorter\s+than|below"
-    r"|as\s+little\s+as|just\s+under)"
+    r"|just\s+under"
+    # "should not take more than an hour", "won't take longer than half an hour"
+    r"|(?:not|won['’]t|wouldn['’]t|shouldn['’]t|doesn['’]t)\s+(?:usually\s+|normally\s+)?"
+    r"(?:take|last|be)\s+(?:any\s+)?(?:more|longer)\s+than)"
 )
 _MORE = (
     r"(?:at\s+least|more\s+than|over|longer\s+than|upwards\s+of|a\s+minimum\s+of"
-    r"|minimum\s+of|in\s+excess\s+of|greater\s+than|just\s+over)"
+    r"|minimum\s+of|in\s+excess\s+of|greater\s+than|just\s+over|as\s+little\s+as)"
 )
 _MORE_AFTER = r"(?:\s*\+|\s+or\s+(?:more|longer|greater)|\s+and\s+(?:up|over|longer)|\s+plus)"
 _LESS_AFTER = r"(?:\s+or\s+(?:less|fewer|shorter|under)|\s+at\s+(?:the\s+)?most|\s+max(?:imum)?)"

@@ -8,7 +8,8 @@ Rules:
   with a small denominator (2, 3, 4);
 * number words "zero".."twenty", the tens "thirty".."ninety", compounds ("forty-five",
   "twenty five"), "a hundred" / "one hundred";
-* "a" and "an" are 1, "half" / "a half" / "one half" is 0.5, "X and a half" is X + 0.5
+* "a" and "an" are 1, "half" / "a half" / "one half" is 0.5, "X and a half" is X + 0.5 and
+  "X and a quarter" X + 0.25
   ("one and a half", "2 and a half");
 * vague quantities ("a couple", "a few", "several", "some", "many") are *not* numbers: ``None``.
 
@@ -134,7 +135,8 @@ _DIGIT_NUMBER = (
 #: It carries its own boundaries and case-insensitivity, so it can be dropped into any pattern.
 NUMBER = (
     r"(?i:"
-    rf"(?<![\w.,/])(?:{_DIGIT_NUMBER}|\b{_WORD_NUMBER}\b)(?:\s+and\s+a\s+half\b)?"
+    rf"(?<![\w.,/])(?:{_DIGIT_NUMBER}|\b{_WORD_NUMBER}\b)"
+    r"(?:[\s-]+and[\s-]+a[\s-]+(?:half|quarter)\b)?"
     r"|\b(?:a\s+half|one\s+half|half)\b"
     r"|\ban?\b"
     r")"
@@ -155,7 +157,7 @@ _DIGITS = re.compile(
     rf"|(?P<vulgar_alone>[{_VULGAR_CHARS}])"
     rf"|(?P<num_alone>[1-3])/(?P<den_alone>[234])"
 )
-_AND_A_HALF = " and a half"
+_AND_A: dict[str, float] = {" and a half": 0.5, " and a quarter": 0.25}
 
 
 # --- logic ------------------------------------------------------------------------------------
@@ -209,11 +211,13 @@ def parse_number(token: str) -> float | None:
     if not token:
         return None
     half = 0.0
-    if token.endswith(_AND_A_HALF):
-        token = token[: -len(_AND_A_HALF)].strip()
-        half = 0.5
-        if not token or token in _SPECIAL:
-            return None  # "a and a half", "half and a half": not numbers
+    for tail, extra in _AND_A.items():
+        if token.endswith(tail):
+            token = token[: -len(tail)].strip()
+            half = extra
+            if not token or token in _SPECIAL:
+                return None  # "a and a half", "half and a half": not numbers
+            break
     if token[0].isdigit() or token[0] in _VULGAR:
         value = _parse_digits(token)
     else:

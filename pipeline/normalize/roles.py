@@ -9,13 +9,14 @@ before the words inside them, so that:
 * any "...surgeon" ("neurosurgeon"), "obstetrician", "gynecologist", "ophthalmologist",
   "surgical team" -> surgeon;
 * "physician", "doctor", "provider", "specialist", "-ologist" ("gastroenterologist",
-  "radiologist"), "ENT", "pediatrician", "physician or advanced practice provider" -> physician;
-  but "physician assistant" -> other, "radiologic technologist" -> technologist, and
+  "radiologist"), "ENT", "pediatrician", "physician or advanced practice provider", and the
+  British "GP", "consultant", "registrar" -> physician; but "physician assistant" and
+  "physician associate" -> other, "nurse specialist" and "nurse consultant" -> nurse, "radiologic technologist" -> technologist, and
   "surgical nurses" -> nurse ("surgical" is not "surgeon");
 * "nurse", "nurse practitioner", "midwife", "RN" -> nurse;
 * "technologist", "technician", "tech", "phlebotomist", "perfusionist", "sonographer",
   "radiographer" -> technologist;
-* "physical/occupational/respiratory/speech therapist" -> therapist; a speech-language
+* "physical/occupational/respiratory/speech therapist", "physio" -> therapist; a speech-language
   pathologist is not in SPEC's therapist list -> other;
 * anything else ("medical assistant", "pharmacist", "nursing assistant", "psychologist") -> other.
 
@@ -43,17 +44,19 @@ _ANESTHESIA = (
     r"|specialists?|clinicians?|doctors?|physicians?|residents?|assistants?|technicians?"
     r"|techs?|nurses?|care\s+providers?|services?|department)"
     r"|monitored\s+an(?:a)?esthesia\s+care\s+providers?"
+    r"|an(?:a)?esthe(?:tic|sia)\s+(?:practitioners?|associates?)"
 )
 _SURGEON = (
     r"\w*surgeons?|obstetricians?(?:[\s/-]+gyn\w*)?|\w*gyn(?:a)?ecologists?|ophthalmologists?"
-    r"|(?-i:OB[\s/-]?GYNs?)|surg(?:ical|ery)\s+team"
+    r"|(?-i:OB[\s/-]?GYNs?)|surg(?:ical|ery)\s+team|surgical\s+registrars?"
 )
 _OTHER_FIRST = (
     r"physician['’]?s?\s+assistants?|(?-i:PA(?:-C)?s?)|nurs(?:e|ing)['’]?s?\s+(?:assistants?|aides?)"
     r"|(?-i:CNAs?)|speech(?:[\s-]+(?:and[\s-]+)?language)?\s+pathologists?"
     r"|audiologists?|psychologists?|embryologists?|\w*technologists?"
     r"|registered\s+(?:\w+\s+){0,3}specialists?|(?:play|child[\s-]+life|certified\s+\w+)\s+specialists?"
-    r"|(?:theatre|theater|operating\s+department|perioperative)\s+practitioners?"
+    r"|(?:theatre|theater|operating\s+department|perioperative|surgical\s+care)\s+practitioners?"
+    r"|physician\s+associates?"
 )
 _PHYSICIAN = (
     r"physicians?|doctors?|(?<!nurse\s)(?<!nurse-)practitioners?|providers?"
@@ -62,7 +65,10 @@ _PHYSICIAN = (
     r"|\w+ologists?|(?-i:ENTs?|MDs?)|pediatricians?|paediatricians?|internists?|hospitalists?"
     r"|intensivists?|physiatrists?|psychiatrists?|podiatrists?|dentists?|clinicians?"
     r"|radiologists?|(?:attending|resident)s?(?=\s+(?:physician|doctor|surgeon))"
+    r"|(?-i:GPs?)"
 )
+#: A grade, not a job: "consultant", "registrar" are doctors unless the text names a role.
+_GRADE = r"consultants?|registrars?"
 _NURSE = (
     r"nurse[\s-]+practitioners?|nurse[\s-]+midwi(?:fe|ves)|midwi(?:fe|ves)|nurs(?:e|es|ing)"
     r"|(?-i:RNs?|LPNs?|LVNs?|APRNs?|NPs?)"
@@ -71,7 +77,7 @@ _TECHNOLOGIST = (
     r"\w*technologists?|technicians?|techs?|phlebotomists?|perfusionists?|sonographers?"
     r"|radiographers?|(?-i:EMTs?)"
 )
-_THERAPIST = r"\w*therapists?|physiotherapists?"
+_THERAPIST = r"\w*therapists?|physiotherapists?|physios?"
 _OTHER = (
     r"assistants?|pharmacists?|aides?|dietitians?|dieticians?|nutritionists?|paramedics?"
     r"|counselors?|counsellors?|social\s+workers?|hygienists?|orderl(?:y|ies)|chaplains?"
@@ -86,12 +92,13 @@ _CLASSIFY = re.compile(
     | (?P<technologist_first>\w*technologists?)
     | (?P<surgeon>{_SURGEON})
     | (?P<other_first>{_OTHER_FIRST})
-    | (?P<nurse_first>nurse[\s-]+practitioners?)
+    | (?P<nurse_first>nurse[\s-]+(?:practitioners?|specialists?|consultants?|endoscopists?))
     | (?P<physician>{_PHYSICIAN})
     | (?P<nurse>{_NURSE})
     | (?P<technologist>{_TECHNOLOGIST})
     | (?P<therapist>{_THERAPIST})
     | (?P<other>{_OTHER})
+    | (?P<grade>{_GRADE})
     )\b""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -124,7 +131,8 @@ _ROLE_NOUN = re.compile(
     |perfusionists?|sonographers?|radiographers?|providers?|specialists?|p(?:a)?ediatricians?
     |obstetricians?|practitioners?|midwi(?:fe|ves)|internists?|hospitalists?|intensivists?
     |psychiatrists?|podiatrists?|physiatrists?|dentists?|clinicians?|dietitians?|nutritionists?
-    |paramedics?|hygienists?|physicists?|dosimetrists?|mohels?|doulas?|(?-i:CRNAs?|RNs?|ENTs?|LPNs?|EMTs?|NPs?))\b""",
+    |paramedics?|hygienists?|physicists?|dosimetrists?|mohels?|doulas?|registrars?|consultants?
+    |physios?|(?-i:CRNAs?|RNs?|ENTs?|LPNs?|EMTs?|NPs?|GPs?))\b""",
     re.IGNORECASE | re.VERBOSE,
 )
 #: Words after which a noun phrase starts: determiners, verbs and prepositions.
@@ -162,21 +170,31 @@ _PARENTHESIS = re.compile(r"\([^()]*\)")
 def classify_role(text: str) -> Role:
     """The role of one care-team member ("Surgical nurses" -> nurse); ``other`` by default."""
     core = _PARENTHESIS.sub(" ", _LABEL_PREFIX.sub("", text))
-    if core != text and _CLASSIFY.search(core):
-        return _classify(core)
-    return _classify(text)
+    if core != text:
+        role = _classify(core, grades=False)  # "Anaesthetist: consultant or trainee"
+        if role is not None:
+            return role
+    return _classify(text) or Role.OTHER
 
 
-def _classify(text: str) -> Role:
-    best = Role.OTHER
+def _classify(text: str, *, grades: bool = True) -> Role | None:
+    """The first role in SPEC order the text names; else a grade alone is a physician (when
+    ``grades``); else None."""
+    best: Role | None = None
     best_rank = len(_PRIORITY)
+    graded = False
     for match in _CLASSIFY.finditer(text):
+        if match.lastgroup == "grade":
+            graded = True
+            continue
         role = _ROLE_OF_GROUP[match.lastgroup or "other"]
         rank = _PRIORITY[role]
         if rank < best_rank:
             best, best_rank = role, rank
             if rank == 0:
                 break
+    if best is None and graded and grades:
+        return Role.PHYSICIAN
     return best
 
 

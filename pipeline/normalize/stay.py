@@ -10,6 +10,7 @@ one of its quantities is tied to hospital context. Rules (SPEC "Hospital stay"):
   3 days" 2/3, "1 to 2 nights" 1/2, "admitted for a week" 7/7, "1-2 weeks in hospital" 7/14;
 * "overnight", "one night" 1/1; "the next day" 1 (with context);
 * "the same day", "go home right after", "outpatient ...; patients go home the same day" 0/0;
+  "a day case", "day surgery" 0/0 on their own;
 * "the same day or after one night", "the same day or stay overnight" 0/1: the quantities of one
   sentence are combined (lowest min, highest max; an unknown bound stays unknown);
 * stays written in hours: under 12 hours is 0 days (same day), otherwise whole days rounded up
@@ -47,7 +48,7 @@ _LESS = (
 _MORE = r"(?:at\s+least|more\s+than|over|longer\s+than|a\s+minimum\s+of|in\s+excess\s+of)"
 _HOME_VERB = (
     r"(?:go(?:es)?|going|went|return(?:s|ed|ing)?|sent|send|released?|leav(?:e|es|ing)"
-    r"|head(?:s|ing)?|get(?:s|ting)?|discharged)"
+    r"|head(?:s|ing)?|get(?:s|ting)?|discharged|allowed|let)"
 )
 #: What follows "stay" when it is not a hospital stay ("stay in bed", "stay hydrated").
 _STAY_OTHER = (
@@ -57,7 +58,7 @@ _STAY_OTHER = (
 
 _NEG_TARGET = rf"""\s+(?:[\w'’]+\s+){{0,4}}?
     (?:hospital\s+stay|hospitali[sz]\w*|admission|admitted|overnight(?:\s+stay)?
-      |stay(?!\s+{_STAY_OTHER})(?:\s+in\s+(?:the\s+)?hospital|\s+overnight)?
+      |stay(?!\s+{_STAY_OTHER})(?:\s+in\s+(?:the\s+)?hospital)?(?:\s+overnight)?
       |inpatient|to\s+be\s+admitted)\b"""
 
 _TOKENS = re.compile(
@@ -90,11 +91,13 @@ _TOKENS = re.compile(
             |after\s+(?:the|your)\s+(?:procedure|test|exam|examination|treatment|session|scan)
             |after\s+(?:a\s+)?(?:short\s+|brief\s+)?recovery
             |the\s+same\s+day|same\s+day|that\s+day|on\s+the\s+same\s+day))
+      | (?P<daycase>(?:an?\s+)?day[\s-](?:procedure|surgery|case|patient|unit|stay|only)\b)
       | (?P<same>(?:the\s+)?same[\s-](?:day|afternoon|evening)\b
-          |(?:an?\s+)?day[\s-](?:procedure|surgery|case|patient|unit|stay|only)\b
-          |the\s+day\s+of\s+(?:the\s+|your\s+)?(?:surgery|procedure|treatment))
+          |the\s+day\s+of\s+(?:the\s+|your\s+)?(?:surgery|procedure|treatment|operation|test
+            |scan|appointment))
       | (?P<next>(?:the\s+)?(?:next|following)\s+(?:day|morning)\b
-          |the\s+day\s+after\s+(?:the\s+|your\s+)?(?:surgery|procedure))
+          |the\s+day\s+after\s+(?:the\s+|your\s+)?(?:surgery|procedure|operation)
+          |the\s+day\s+after(?=\s*(?:[.,;)]|$)))
       | (?P<overnight>overnight\b)
       | (?P<q>
           (?:(?P<lt>{_LESS})\s+|(?P<gt>{_MORE})\s+)?(?:between\s+)?
@@ -122,7 +125,10 @@ _TOKENS = re.compile(
 #: Every stay mention holds one of these (context words, "night", "home"): texts without any
 #: are skipped before the full scan.
 #: Case-sensitive over the lower-cased text (an IGNORECASE alternation is ten times slower).
-_HINT = re.compile(r"hospital|inpatient|admi|stay|night|discharg|observation|ward|home")
+_HINT = re.compile(
+    r"hospital|inpatient|admi|stay|night|discharg|observation|ward|home|same|day[\s-]"
+    r"(?:case|procedure|surgery|patient|unit|only)"
+)
 
 _HOURS_PER_UNIT: dict[str, float] = {"h": 1, "d": 24, "n": 24, "w": 168, "m": 720}
 _ZERO: tuple[float | None, float | None] = (0.0, 0.0)
@@ -188,7 +194,7 @@ def _quantity(match: re.Match[str]) -> tuple[float | None, float | None]:
 
 def _self_contained(kind: str, match: re.Match[str]) -> bool:
     """Tokens that are stay mentions on their own, without other context."""
-    if kind in ("neg", "negc", "imm", "overnight"):
+    if kind in ("neg", "negc", "imm", "overnight", "daycase"):
         return True
     return kind == "q" and any(
         fold(match.group(g) or "").startswith("n") for g in ("hiu", "oneu", "vagueu")
@@ -254,7 +260,7 @@ def _text_stay(text: str) -> tuple[int | None, int | None] | None:
             contained = _self_contained(kind, match)
             if contained:
                 contexts.append(match.start())
-            if kind in ("neg", "negc", "imm", "same"):
+            if kind in ("neg", "negc", "imm", "same", "daycase"):
                 value = _ZERO
             elif kind in ("next", "overnight"):
                 value = _ONE

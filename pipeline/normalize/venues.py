@@ -5,7 +5,9 @@ ordered by precedence, so the longer, more specific phrase wins where phrases ov
 
 * ambulatory_surgical_center: "ambulatory/outpatient/same-day surgery (surgical) center",
   "surgery center", "surgicenter", "ASC" - and *not* also outpatient_clinic or hospital;
-* hospital: "hospital" (not "hospitalization"), "inpatient", "outpatient department",
+* hospital: "hospital" (not "hospitalization"), "inpatient", "outpatient department", and
+  British hospital wording ("in theatre", "on the ward", "the X-ray department", "day surgery
+  unit", "delivery suite"),
   "operating room", "surgical suite", "endoscopy unit/suite", "catheterization lab", "cath lab",
   "labor and delivery", "ICU", "intensive care unit", "radiology department", "medical center";
 * outpatient_clinic: "clinic" of any kind, "outpatient setting/facility/center", "urgent care",
@@ -13,7 +15,7 @@ ordered by precedence, so the longer, more specific phrase wins where phrases ov
 * physician_office: "doctor's / physician's / provider's / specialist's office", "medical
   office", "office setting", "office-based", "in the office", "in-office";
 * imaging_center: "imaging center/facility", "radiology center/clinic", "MRI/X-ray center";
-* emergency_department: "emergency room/department", "ER", "ED";
+* emergency_department: "emergency room/department", "ER", "ED", "A&E";
 * home: "at home", "home setting", "in the patient's home", "home-based" - but not "go home",
   "return home", "discharged home", "recover at home".
 
@@ -41,6 +43,11 @@ _HOSPITAL = (
     r"|labor\s+and\s+delivery|intensive\s+care(?:\s+units?)?|(?-i:N?ICUs?)"
     r"|(?:interventional\s+)?radiology\s+(?:departments?|suites?)|medical\s+centers?"
     r"|trauma\s+centers?|electrophysiology\s+lab\w*|recovery\s+room|(?:at\s+the\s+)?bedside"
+    # British hospital wording: "in theatre", "on the ward", "the X-ray department".
+    r"|(?:in|into|to)\s+(?:the\s+)?(?:operating\s+)?theat(?:re|er)s?|(?:on|in)\s+(?:the\s+)?ward"
+    r"|(?:labou?r|maternity|children['’]s|surgical|medical)\s+wards?|delivery\s+suites?"
+    r"|(?:maternity|x-?ray|radiology|imaging|urology|cardiology|outpatients?|endoscopy)"
+    r"\s+(?:departments?|units?)|in\s+outpatients|day\s+(?:surgery|case)\s+units?"
 )
 _IMAGING = (
     r"(?:diagnostic\s+)?imaging\s+(?:centers?|centres?|facilit(?:y|ies)|clinics?|suites?)"
@@ -52,6 +59,7 @@ _CLINIC = (
     r"|urgent\s+care(?:\s+(?:centers?|facilit(?:y|ies)))?"
     r"|(?:infusion|dialysis|wound\s+care|pain|sleep|health|cancer|fertility|allergy|vein"
     r"|endoscopy|specialty|community\s+health|diagnostic|vascular|oncology)\s+(?:centers?|centres?)"
+    r"|minor\s+injur(?:y|ies)\s+units?|walk[\s-]in\s+(?:centers?|centres?|clinics?)"
 )
 _OFFICE_OWNER = (
     r"(?:doctor|physician|provider|specialist|surgeon|clinician|dentist|practitioner"
@@ -65,11 +73,12 @@ _OFFICE = (
 )
 _EMERGENCY = (
     r"emergency\s+(?:rooms?|departments?|dept\.?|settings?|units?|care\s+centers?)"
-    r"|(?-i:ER|ED)"
+    r"|(?-i:ER|ED)|(?-i:A\s?&\s?E)|accident\s+(?:and|&)\s+emergency"
 )
 _HOME = (
     r"at\s+home|home\s+settings?|home[\s-]based|at-home|in-home|in\s+(?:the\s+)?(?:patient['’]s"
     r"|your|their|his|her)\s+(?:own\s+)?home|home\s+health(?:\s+care)?"
+    r"|comfort\s+of\s+(?:your|their|his|her)\s+(?:own\s+)?home"
 )
 #: Mentions of home that are not where the procedure is done (they are consumed first).
 _NOT_HOME = (

@@ -84,6 +84,15 @@ HOME = Venue.HOME
         ("No anaesthetic is needed because the test is painless.", []),
         ("The anaesthetist will talk to you about the anaesthetic.", []),
         ("You'll be awake during the procedure.", []),
+        # found by a blind paraphrase probe and fixed
+        ("Either a general or a spinal anaesthetic can be used.", [G, R]),
+        ("Lignocaine is injected into the skin.", [L]),
+        ("Your dentist will numb your gums with an injection.", [L]),
+        ("The skin over the vein is numbed before the needle goes in.", [L]),
+        ("We may give you medicine to make you feel sleepy.", [S]),
+        ("Instead of a general anaesthetic, a spinal is used.", [R]),
+        ("Sedation: none required.", []),
+        ("A spinal cord injury is rare.", []),
     ],
 )
 def test_anesthesia_paraphrase(text: str, kinds: list[AnesthesiaKind]) -> None:
@@ -162,6 +171,11 @@ def test_anesthesia_paraphrase(text: str, kinds: list[AnesthesiaKind]) -> None:
         ("sixty-five minutes", MinuteRange(65, 65)),
         ("twenty-five to thirty minutes", MinuteRange(25, 30)),
         ("five-six minutes", MinuteRange(5, 6)),
+        ("Around 2-and-a-half hours.", MinuteRange(150, 150)),
+        ("It takes about one and a quarter hours.", MinuteRange(75, 75)),
+        ("The operation should not take more than an hour.", MinuteRange(None, 60)),
+        ("It won't take longer than half an hour.", MinuteRange(None, 30)),
+        ("It can take as little as 10 minutes.", MinuteRange(10, None)),
     ],
 )
 def test_duration_paraphrase(text: str, expected: MinuteRange | None) -> None:
@@ -211,6 +225,11 @@ def test_duration_paraphrase(text: str, expected: MinuteRange | None) -> None:
         ("Wound healing takes about 2 weeks; most people leave hospital after 2 days.", 2, 2),
         ("You'll be in hospital for 2 to 3 nights and off work for 4 to 6 weeks.", 2, 3),
         ("Plan to stay 1 night; full recovery takes 3 months.", 1, 1),
+        ("It is done as a day case.", 0, 0),
+        ("You will be allowed home the same day.", 0, 0),
+        ("You will not need to stay in hospital overnight.", 0, 0),
+        ("You should be able to go home on the day of your operation.", 0, 0),
+        ("You may go home the same day or the day after.", 0, 1),
     ],
 )
 def test_stay_paraphrase(text: str, low: int | None, high: int | None) -> None:
@@ -281,6 +300,17 @@ def test_no_stay_paraphrase(text: str) -> None:
         ("You won't need to come into hospital.", []),
         ("Rather than a hospital, it is done in a clinic.", [CLINIC]),
         ("It is done in a clinic, so you don't need to go into hospital.", [CLINIC]),
+        ("It is done in theatre.", [H]),
+        ("You will be looked after on the ward.", [H]),
+        ("The test is done on the labour ward.", [H]),
+        ("in the X-ray department", [H]),
+        ("in the outpatients department", [H]),
+        ("in the day surgery unit", [H]),
+        ("Go straight to A&E.", [ED]),
+        ("in the comfort of your own home", [HOME]),
+        ("in a minor injuries unit", [CLINIC]),
+        ("at a walk-in centre", [CLINIC]),
+        ("The theatre team will greet you.", []),
     ],
 )
 def test_venues_paraphrase(text: str, venues: list[Venue]) -> None:
@@ -330,6 +360,17 @@ def test_venues_paraphrase(text: str, venues: list[Venue]) -> None:
         ("healthcare assistant", Role.OTHER),
         ("dietician", Role.OTHER),
         ("medical student", Role.OTHER),
+        ("your GP", Role.PHYSICIAN),
+        ("the consultant", Role.PHYSICIAN),
+        ("a consultant in respiratory medicine", Role.PHYSICIAN),
+        ("clinical nurse specialist", Role.NURSE),
+        ("a urology nurse specialist", Role.NURSE),
+        ("nurse consultant", Role.NURSE),
+        ("surgical registrar", Role.SURGEON),
+        ("physio", Role.THERAPIST),
+        ("anaesthetic practitioner", Role.ANESTHESIA),
+        ("physician associate", Role.OTHER),
+        ("consultant pharmacist", Role.OTHER),
     ],
 )
 def test_classify_role_paraphrase(text: str, role: Role) -> None:
