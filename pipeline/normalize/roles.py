@@ -11,8 +11,9 @@ before the words inside them, so that:
 * "physician", "doctor", "provider", "specialist", "-ologist" ("gastroenterologist",
   "radiologist"), "ENT", "pediatrician", "physician or advanced practice provider", and the
   British "GP", "consultant", "registrar" -> physician; but "physician assistant" and
-  "physician associate" -> other, "nurse specialist" and "nurse consultant" -> nurse, "radiologic technologist" -> technologist, and
-  "surgical nurses" -> nurse ("surgical" is not "surgeon");
+  "physician associate" -> other, "nurse specialist" and "nurse consultant" -> nurse,
+  "radiologic technologist" -> technologist, and "surgical nurses" -> nurse ("surgical" is not
+  "surgeon"); a grade alone ("Anaesthetist: consultant") does not override the role it grades;
 * "nurse", "nurse practitioner", "midwife", "RN" -> nurse;
 * "technologist", "technician", "tech", "phlebotomist", "perfusionist", "sonographer",
   "radiographer" -> technologist;
