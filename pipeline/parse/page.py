@@ -14,6 +14,7 @@ It is a pure function of the bytes (and the location they came from): no network
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -21,7 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 import pydantic
-from selectolax.lexbor import LexborHTMLParser
+from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from pipeline.errors import EmptyPage, MissingCode, NotAProcedurePage, RecordInvalid
 from pipeline.models import CodeSystem, ExtractionReport, Procedure, code_fits
@@ -146,6 +147,8 @@ def extract(
     )
     doc_title = _document_title(tree)
     styles = _styles(tree) if "<style" in text or "<STYLE" in text else None
+    if "tabpanel" in text:
+        _unfold_tabs(tree)
     stripped = _remove_chrome(tree, vocab)
     body = tree.body
     lines, chrome = (
@@ -246,6 +249,46 @@ def _boxed_codes(
 
 
 _MAX_SCOPE_LINES = 40
+
+
+def _unfold_tabs(tree: LexborHTMLParser) -> None:
+    """Give each tab panel its tab's label as a heading, and drop the row of tabs.
+
+    A tabbed page ("Overview | Getting ready | The operation") shows its section headings in a
+    ``role="tablist"`` above the panels; a panel names its tab with ``aria-labelledby`` (or the
+    tab names its panel with ``aria-controls``). Read in document order, the labels would all
+    come first and the panels after them with no heading at all.
+    """
+    labels: dict[str, str] = {}
+    for tab in tree.css('[role="tab"]'):
+        label = collapse(tab.text(deep=True))
+        attrs = tab.attributes
+        for key in (attrs.get("id"), attrs.get("aria-controls")):
+            if key and label:
+                labels.setdefault(key, label)
+    unfolded = False
+    for panel in tree.css('[role="tabpanel"]'):
+        attrs = panel.attributes
+        named = labels.get(attrs.get("aria-labelledby") or "") or labels.get(attrs.get("id") or "")
+        if not named or _opens_with_heading(panel):
+            continue  # a panel with a heading of its own needs no other
+        # An emphasized label, not an <h2>: the tabs may be sub-labels of a section ("Weeks
+        # 0-6" under "Recovery") as often as the page's sections; a label that names a
+        # section opens it either way.
+        heading = LexborHTMLParser(f"<p><em>{html.escape(named)}</em></p>").css_first("p")
+        if heading is not None:
+            panel.insert_before(heading)
+            unfolded = True
+    if unfolded:
+        for tablist in tree.css('[role="tablist"]'):
+            tablist.decompose()
+
+
+def _opens_with_heading(node: LexborNode) -> bool:
+    heading = node.css_first("h1, h2, h3, h4, h5, h6, [role=heading]")
+    if heading is None:
+        return False
+    return collapse(node.text(deep=True)).startswith(collapse(heading.text(deep=True)))
 
 
 def _remove_chrome(tree: LexborHTMLParser, vocab: Vocabulary) -> ChromeCount:
