@@ -78,6 +78,9 @@ _CODE_PREFIX = re.compile(
 _CODE_SUFFIX = re.compile(
     rf"\s*[(\[\-–—|:,]?\s*{_SYSTEM_LABEL}\s*(?P<code>{_CODE_FORMAT})\s*[)\]]?\s*$", re.IGNORECASE
 )
+#: A page with no procedure content that shows this many codes on lines of their own (a table
+#: of procedures and their codes, an A-Z index) is a listing page.
+_LISTED_CODES = 5
 _CODE_HREF = re.compile(r"/code/(?:cpt4?|hcpcs|icd-?10-?(?:cm|pcs))/", re.IGNORECASE)
 _CODE = r"[A-Z0-9]{3,7}(?:\.[A-Z0-9]{1,4})?"
 #: A bare list of codes on one line: "93454, 93459 and 93460".
@@ -196,7 +199,8 @@ def _styles(tree: LexborHTMLParser) -> Styles | None:
 #: the article's meta line and tags, breadcrumbs, badges.
 _MENTION_SCOPES = (
     'aside, nav, header, footer, [class*="meta"], [class*="tag"], [class*="crumb"], '
-    '[class*="infobox"], [class*="fact"], [class*="detail"], [class*="badge"], [class*="code"]'
+    '[class*="infobox"], [class*="fact"], [class*="detail"], [class*="badge"], [class*="code"], '
+    '[id*="crumb"], [id*="infobox"], [id*="meta"]'
 )
 _OWN_BOX = re.compile(r"info|meta|fact|detail|badge|crumb|tag|code|summary|header", re.IGNORECASE)
 _OTHERS_BOX = re.compile(
@@ -453,10 +457,12 @@ _CONDITION_STEMS = frozenset(
 def _condition_like(page: SplitPage) -> bool:
     """Headings of a disease page (symptoms, causes, diagnosis, treatment...) outnumber those
     only a procedure page has (steps, preparation, duration, setting, personnel)."""
-    disease = sum(
-        1 for s in page.sections if set(stems(words(s.heading.lower()))) & _CONDITION_STEMS
-    )
-    procedure = sum(1 for s in page.sections if s.key in _PROCEDURE_ONLY and s.entries)
+    disease = procedure = 0
+    for section in page.sections:
+        if set(stems(words(section.heading.lower()))) & _CONDITION_STEMS:
+            disease += 1  # "How is it diagnosed?" is the disease's, whatever section it became
+        elif section.key in _PROCEDURE_ONLY and section.entries:
+            procedure += 1
     return disease >= 2 and disease > procedure
 
 
@@ -487,9 +493,19 @@ def _not_a_procedure(
             page_kind="condition",
         )
     code_links = sum(1 for line in lines for href, _ in line.links if _CODE_HREF.search(href))
-    if code_links >= vocab.listing_min_links or (url and "/code/list/" in url):
+    listed = {
+        found.group("code").upper()
+        for line in lines
+        if len(line.text) < 40
+        and (found := BARE_CODE.match(line.text) or CODE_BADGE.match(line.text))
+    }
+    if (
+        code_links >= vocab.listing_min_links
+        or len(listed) >= _LISTED_CODES
+        or (url and "/code/list/" in url)
+    ):
         return NotAProcedurePage(
-            f"a listing page ({code_links} code links), not a procedure page",
+            f"a listing page ({max(code_links, len(listed))} codes), not a procedure page",
             source=source,
             page_kind="listing",
         )
