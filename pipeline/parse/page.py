@@ -41,6 +41,7 @@ from pipeline.normalize.text import clean_item, collapse
 from pipeline.normalize.venues import find_venues
 from pipeline.parse.blocks import ChromeCount, Line, Styles, parse_styles, walk_counted
 from pipeline.parse.guard import check_nesting, decode_page
+from pipeline.parse.plaintext import is_prose, prose_to_html
 from pipeline.parse.sections import (
     BARE_CODE,
     CODE_BADGE,
@@ -152,6 +153,8 @@ def extract(
     styles = _styles(tree) if "<style" in text or "<STYLE" in text else None
     if "tabpanel" in text:
         _unfold_tabs(tree)
+    if "<pre" in text or "<PRE" in text:
+        _unfold_plain_text(tree)
     stripped = _remove_chrome(tree, vocab)
     body = tree.body
     lines, chrome = (
@@ -286,6 +289,19 @@ def _unfold_tabs(tree: LexborHTMLParser) -> None:
     if unfolded:
         for tablist in tree.css('[role="tablist"]'):
             tablist.decompose()
+
+
+def _unfold_plain_text(tree: LexborHTMLParser) -> None:
+    """Replace each ``<pre>`` that holds a document (an e-mail, a text leaflet) by the
+    headings, paragraphs and lists its layout of lines shows (:mod:`pipeline.parse.plaintext`).
+    """
+    for pre in tree.css("pre"):
+        text = pre.text(deep=True)
+        if not is_prose(text):
+            continue
+        blocks = LexborHTMLParser(f"<div>{prose_to_html(text)}</div>").css_first("div")
+        if blocks is not None:
+            pre.replace_with(blocks)
 
 
 def _opens_with_heading(node: LexborNode) -> bool:

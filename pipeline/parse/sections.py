@@ -80,7 +80,7 @@ _NOT_CONTENT = re.compile(
     r"[\s.-]?\d{3,4}\b[^:]*$"
     r"|available in (?:large print|other formats|other languages|braille|audio)"
     r"|^printed (?:from|on)\b"
-    r"|(?:reschedule|questions\?|call us|contact us)[^.]*?\d{3}[\s.-]?\d{4}"
+    r"|(?:reschedule|questions\?|call us|contact us)(?![^:]*\bif\b)[^.]*?\d{3}[\s.-]?\d{4}"
 )  # matched against lower-case text: IGNORECASE makes every search several times slower
 #: Words one of which every line of _NOT_CONTENT holds: a cheap test before the regex.
 _NOT_CONTENT_WORDS: tuple[str, ...] = (
