@@ -422,6 +422,9 @@ _TAG_HINTS: dict[str, tuple[int, str]] = {
     "button": (0, "summary"),
 }
 _NO_HINT = (0, "")
+#: Elements that change the font size by themselves (relative to a 16px body).
+_BODY_PX = 16.0
+_TAG_SIZES: dict[str, float] = {"big": 19.2, "small": 13.3}
 _NO_STYLES = Styles()
 
 
@@ -532,6 +535,8 @@ def walk_counted(
                 bold = bold or class_bold or _BOLD_CLASS.search(cls) is not None
             if tag == "font":
                 size = size or font_size(attrs.get("size"))
+        if tag in _TAG_SIZES and not size:
+            size = _TAG_SIZES[tag] * (sizes[-1] or _BODY_PX) / _BODY_PX  # relative, as browsers
         stack.append((node.mem_id, kind, tag, bold))
         sizes.append(size or sizes[-1])
         ys.append(y or ys[-1])
