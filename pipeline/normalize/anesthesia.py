@@ -71,7 +71,7 @@ _LOCAL = (
 )
 _SEDATION = (
     r"sedation|sedatives?|sedated|sedating|twilight(?:\s+sleep|\s+an\w*)?"
-    r"|(?:medicines?|medications?|something|drugs?|tablets?|pills?)\s+(?:\w+\s+){0,4}?to\s+"
+    r"|(?:medicines?|medications?|something|drugs?|tablets?|pills?)\s+(?:\w+\s+){0,8}?to\s+"
     r"(?:help\s+(?:you\s+|them\s+)?)?(?:relax|calm\s+you|feel\s+(?:calm|relaxed|sleepy|drowsy)"
     r"|make\s+you\s+(?:feel\s+)?(?:sleepy|drowsy|relaxed|calm))|relaxing\s+(?:medicine|medication)"
     rf"|monitored\s+{_AN}sia\s+care"

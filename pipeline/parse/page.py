@@ -781,6 +781,11 @@ def _experience(entries: list[Entry] | None) -> dict[str, list[str]]:
     return phases
 
 
+_SYSTEM_ONLY = re.compile(
+    r"^\s*(?:CPT(?:\s*-?\s*4)?|HCPCS(?:\s+Level\s+II)?|ICD-?10-?(?:CM|PCS))\s*$", re.IGNORECASE
+)
+
+
 def _paired(entries: list[Entry]) -> list[Entry]:
     """Table rows read cell by cell ("29826" | "Arthroscopic decompression"): one entry each."""
     out: list[Entry] = []
@@ -788,6 +793,16 @@ def _paired(entries: list[Entry]) -> list[Entry]:
     while i < len(entries):
         entry = entries[i]
         following = entries[i + 1] if i + 1 < len(entries) else None
+        if (
+            following is not None
+            and i + 2 < len(entries)
+            and _SYSTEM_ONLY.match(following.text)
+            and BARE_CODE.match(clean_item(entry.text))
+        ):
+            # "0TF4XZZ" | "ICD-10-PCS" | "Fragmentation...": the system cell says what the
+            # code's format already does; the title is the cell after it.
+            following = entries[i + 2]
+            i += 1
         if (
             following is not None
             and BARE_CODE.match(clean_item(entry.text))

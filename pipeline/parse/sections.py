@@ -55,7 +55,10 @@ LEVEL_STYLED = 5  # bold or large paragraph, upper case line, a known heading in
 LEVEL_LABEL = 7  # "Something:" on a line of its own
 
 _MARKDOWN = re.compile(r"^(#{1,6})\s*(\S.*)$")
-_THREE_LETTERS = re.compile(r"[A-Z]{3}")
+#: A word of three or more capitals standing alone ("RISKS", "STEP 1"; not "URO-031").
+_THREE_LETTERS = re.compile(
+    r"(?:^|[\s(/&])(?=[A-Z-]*[A-Z]{3})[A-Z]+(?:-[A-Z]+)*(?=$|[\s,:?.)/&’'])"
+)
 _CAPS_OK = re.compile(r"^[A-Z0-9 ,&/()'’\-:?.]+$")
 _INLINE_LABEL = re.compile(r"^([^:.!?]{2,60}?)\s*:\s+(\S.*)$")
 _SENTENCE_END = re.compile(r"[.!]$")
@@ -79,6 +82,10 @@ _NOT_CONTENT = re.compile(
     r"|^\W*(?:call|phone|book|request|schedule)\b(?![^:]*\bif\b)[^.:]{0,40}\(?\d{3,5}\)?[\s.-]?\d{3}"
     r"[\s.-]?\d{3,4}\b[^:]*$"
     r"|available in (?:large print|other formats|other languages|braille|audio)"
+    r"|(?:leaflet|information|page|document|booklet) in (?:large print|audio|braille|easy read"
+    r"|another language|other languages|other formats)"
+    r"|^(?:page\s+|this page was\s+)?last\s+(?:reviewed|updated|modified)\b|^next\s+review\b"
+    r"|^review\s+(?:date|due)\b"
     r"|^printed (?:from|on)\b"
     r"|(?:reschedule|questions\?|call us|contact us)(?![^:]*\bif\b)[^.]*?\d{3}[\s.-]?\d{4}"
 )  # matched against lower-case text: IGNORECASE makes every search several times slower
@@ -86,7 +93,8 @@ _NOT_CONTENT = re.compile(
 _NOT_CONTENT_WORDS: tuple[str, ...] = (
     "only", "not ", "reserved", "©", "copyright", "cookie", " read", "tags", "categories",
     "filed", "posted", "tagged", "call", "phone", "book", "request", "schedul", "available",
-    "printed", "question", "contact",
+    "printed", "question", "contact", "review", "updated", "modified", "print", "braille",
+    "audio", "language", "format", "easy read",
 )  # fmt: skip
 
 
