@@ -154,7 +154,11 @@ _LEADING = re.compile(
     [\s.]*)+""",
     re.IGNORECASE | re.VERBOSE,
 )
-_OR = re.compile(r"\s+or\s+(?=(?:an?|the)\s)", re.IGNORECASE)
+#: "or" between two people ("an anesthesiologist or a nurse anesthetist", "a nurse or doctor");
+#: split only when each side names a role ("orthopedic or neurosurgeon" is one person).
+_OR = re.compile(r"\s+or\s+", re.IGNORECASE)
+#: "physician or advanced practice provider" (SPEC): one role said two ways.
+_ONE_OF_TWO = re.compile(r"(?:an?\s+|the\s+)?advanced\s+practice", re.IGNORECASE)
 _TRIM = " \t\n\r\f\v-–—/&*•·\"'"
 _MAX_NAME_WORDS = 12
 
@@ -246,7 +250,11 @@ def split_personnel(text: str) -> list[str]:
         # "an anesthesiologist or a nurse anesthetist" is two people; "orthopedic or
         # neurosurgeon" is one: split at "or" only when every side names a role.
         sides = _OR.split(fragment)
-        if len(sides) > 1 and all(_ROLE_NOUN.search(side) for side in sides):
+        if (
+            len(sides) > 1
+            and all(_ROLE_NOUN.search(side) for side in sides)
+            and not any(_ONE_OF_TWO.match(side) for side in sides[1:])
+        ):
             candidates = sides
         else:
             candidates = [fragment]

@@ -69,7 +69,7 @@ _OFFICE = (
     rf"{_OFFICE_OWNER}(?:['’]s|s['’]|s)?\s+offices?|(?:medical|private|clinic)\s+offices?"
     r"|office[\s-](?:settings?|based|visits?)|in[\s-](?:the\s+|an\s+|your\s+)?office\b"
     r"|outpatient\s+offices?|(?:our|your|my)\s+(?:[\w’'-]+\s+){0,3}?(?:office|practice)\b"
-    r"|(?:gp|doctor['’]?s?|family\s+doctor['’]?s?)\s+(?:surgery|practice)\b"
+    r"|(?:gp|doctor['’]?s?|family\s+doctor['’]?s?)\s+(?:surgery|surgeries|practices?)\b"
 )
 _EMERGENCY = (
     r"emergency\s+(?:rooms?|departments?|dept\.?|settings?|units?|care\s+centers?)"
