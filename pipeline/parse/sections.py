@@ -766,7 +766,9 @@ def split_sections(
     splitter.broken = splitter.wide > 0
     splitter.gap = _line_gap(lines) if splitter.broken else 0.0
     skip = _header_rows(lines)
-    metadata = _metadata_rows(lines, heads, vocab)
+    metadata, after_facts = _metadata_rows(lines, heads, vocab)
+    facts_from = set(after_facts.values())
+    sections_before: dict[int, int] = {}  # sections opened before each facts table
     pre_title: list[str] = []
     for i, line in enumerate(lines):
         if title_at is not None and title_end is not None and title_at <= i <= title_end:
@@ -774,9 +776,23 @@ def split_sections(
             continue
         if i in skip or _FURNITURE.match(line.text):
             continue
+        if (
+            title is not None
+            and heads[i] is not None
+            and i > (title_end or 0)
+            and heading_key(line.text) == heading_key(title)
+        ):
+            splitter.preamble.append(line.text)  # the title again (an infobox's own title)
+            continue
+        if i in facts_from:
+            sections_before[i] = sum(1 for s in splitter.sections if s.key in SECTION_ORDER)
         if i in metadata:
             splitter.preamble.append(line.text)  # "BETOS" | "I2A": a fact about the code
             continue
+        if i in after_facts and heads[i] is None and not sections_before.get(after_facts[i]):
+            # The lead paragraph after an infobox is the page's introduction, not the
+            # infobox's last row ("Duration" | "15-30 minutes").
+            splitter.current = Section("preamble", "title", 0)
         if (title_at is not None and i < title_at) or line.size in small:
             # The site's header, badges and breadcrumbs; small print (running headers and
             # footers of a printed document): read for the code, never section content.
@@ -891,15 +907,20 @@ _FACT_ROWS = 3
 _FACT_WORDS = 8
 
 
-def _metadata_rows(lines: list[Line], heads: list[Heading | None], vocab: Vocabulary) -> set[int]:
+def _metadata_rows(
+    lines: list[Line], heads: list[Heading | None], vocab: Vocabulary
+) -> tuple[set[int], dict[int, int]]:
     """Rows of a table of facts about the code ("Global period" | "010 days", "Status" |
-    "Active"): label and value lines that are metadata, not sections.
+    "Active", an infobox's "Specialty" | "Hepatology"): label and value lines that are
+    metadata, not sections; and the lines just after each such table.
 
-    A run of at least three short label/value pairs is a facts table. When one of its labels
-    names a field of the record ("Time needed", "Where") it is a box of content and its rows
-    stay sections; otherwise every row is metadata.
+    A run of at least three short label/value pairs is a facts table. A row whose label
+    plainly names a field of the record ("Time needed", "Duration") stays a section; every
+    other row is metadata. The content after the table is not the last row's: the caller
+    starts afresh there.
     """
     found: set[int] = set()
+    after: dict[int, int] = {}
     i = 0
     while i < len(lines) - 1:
         run: list[tuple[int, Heading]] = []
@@ -915,13 +936,18 @@ def _metadata_rows(lines: list[Line], heads: list[Heading | None], vocab: Vocabu
                 break
             run.append((j, head))
             j += 2
-        if len(run) >= _FACT_ROWS and not any(
-            _names_field(classify(head.text, vocab)) for _, head in run
-        ):
-            for k, _ in run:
-                found.update((k, k + 1))
+        if len(run) >= _FACT_ROWS:
+            named = [k for k, head in run if _names_field(classify(head.text, vocab))]
+            kept = [k for k, head in run if classify(head.text, vocab).section in _FACT_FIELDS]
+            if len(named) * 2 <= len(run):
+                # Mostly facts: the rows that name a field stay sections ("Duration" in an
+                # infobox); a table of mostly fields ("Time needed", "Where") is content.
+                for k, _ in run:
+                    if k not in kept:
+                        found.update((k, k + 1))
+                after[run[-1][0] + 2] = run[0][0]
         i = j + 1 if run else i + 1
-    return found
+    return found, after
 
 
 def _names_field(verdict: Verdict) -> bool:
