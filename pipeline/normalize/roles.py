@@ -66,7 +66,7 @@ _PHYSICIAN = (
     r"|\w+ologists?|(?-i:ENTs?|MDs?)|pediatricians?|paediatricians?|internists?|hospitalists?"
     r"|intensivists?|physiatrists?|psychiatrists?|podiatrists?|dentists?|clinicians?"
     r"|radiologists?|(?:attending|resident)s?(?=\s+(?:physician|doctor|surgeon))"
-    r"|(?-i:GPs?)"
+    r"|(?-i:GPs?)|allergists?"
 )
 #: A grade, not a job: "consultant", "registrar" are doctors unless the text names a role.
 _GRADE = r"consultants?|registrars?"

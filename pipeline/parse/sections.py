@@ -85,7 +85,8 @@ _NOT_CONTENT = re.compile(
     r"|(?:leaflet|information|page|document|booklet) in (?:large print|audio|braille|easy read"
     r"|another language|other languages|other formats)"
     r"|^(?:page\s+|this page was\s+)?last\s+(?:reviewed|updated|modified)\b|^next\s+review\b"
-    r"|^review\s+(?:date|due)\b"
+    r"|^review\s+(?:date|due)\b|^(?:date\s+)?last\s+reviewed\b|^(?:online\s+)?medical\s+reviewer\b"
+    r"|^(?:medically\s+)?reviewed\s+by\b|^was\s+this\s+(?:page|article|information)\s+(?:helpful|useful)"
     r"|^printed (?:from|on)\b"
     r"|(?:reschedule|questions\?|call us|contact us)(?![^:]*\bif\b)[^.]*?\d{3}[\s.-]?\d{4}"
 )  # matched against lower-case text: IGNORECASE makes every search several times slower
@@ -94,7 +95,7 @@ _NOT_CONTENT_WORDS: tuple[str, ...] = (
     "only", "not ", "reserved", "©", "copyright", "cookie", " read", "tags", "categories",
     "filed", "posted", "tagged", "call", "phone", "book", "request", "schedul", "available",
     "printed", "question", "contact", "review", "updated", "modified", "print", "braille",
-    "audio", "language", "format", "easy read",
+    "audio", "language", "format", "easy read", "helpful", "useful",
 )  # fmt: skip
 
 
