@@ -71,7 +71,10 @@ _SYSTEM_LABEL = (
 #: A code before the title: "CPT® 45378 – Colonoscopy", "45378: Colonoscopy",
 #: "CPT 45378Colonoscopy".
 _CODE_PREFIX = re.compile(
-    rf"^(?:{_SYSTEM_LABEL}\s*)?(?P<code>{_CODE_FORMAT})\s*[-–—:|]\s+(?=\S)"
+    # A bare prefix is a CPT or HCPCS code; an ICD-shaped one ("A1C:", "B12 -") only after its
+    # system's label, and never a word ("Bladder: cystoscopy").
+    rf"^(?:{_SYSTEM_LABEL}\s*(?P<code>{_CODE_FORMAT})|(?P<bare>\d{{4}}[0-9FTUM]|[A-Z]\d{{4}}))"
+    rf"\s*[-–—:|]\s+(?=\S)"
     rf"|^{_SYSTEM_LABEL}\s*(?P<glued>{_CODE_FORMAT})(?:\s+|(?=[A-Z][a-z]))",
     re.IGNORECASE,
 )
@@ -164,8 +167,13 @@ def extract(
         raise EmptyPage("page has no visible text", source=source)
     page = split_sections(lines, vocab, doc_title)
     repair_lost_headings(page)
-    chrome.blocks += stripped.blocks
-    chrome.chars += stripped.chars
+    chrome.blocks += stripped.blocks + page.dropped[0]
+    chrome.chars += stripped.chars + page.dropped[1]
+    for section in page.sections:
+        if section.key in ("ignore", "navigation") and section.entries:
+            # A FAQ block, "Related articles", a menu: dropped as chrome, and counted.
+            chrome.blocks += 1
+            chrome.chars += sum(len(entry.text) for entry in section.entries)
     if doc_title:
         meta = replace(meta, mentions=(*meta.mentions, doc_title))
 
@@ -351,12 +359,22 @@ def _build(
     if not title:
         raise NotAProcedurePage("page has content sections but no title", source=source)
     try:
-        system, code = _code(page, title_code, meta, url, source, vocab.label_max_chars, boxed)
+        system, code, shown = _code(
+            page, title_code, meta, url, source, vocab.label_max_chars, boxed
+        )
     except MissingCode:
         if described >= 3:
             raise
         # No code, and at most two sections of a procedure page: nothing says it is one.
         raise _not_a_procedure(page, lines, doc_title, source, url, vocab, present) from None
+    if not shown and not described and not intro:
+        # A number in the address ("/news/12345/new-car-park") and no section of a procedure
+        # page: nothing on the page says it is one.
+        raise NotAProcedurePage(
+            f"no section describes a procedure, and code {code} is only in the page's address "
+            "or a box beside the content",
+            source=source,
+        )
     if system is CodeSystem.ICD10CM and not code.startswith("Z") and _condition_like(page):
         # A diagnosis code (not a Z encounter) and the sections of a disease page.
         raise NotAProcedurePage(
@@ -544,8 +562,10 @@ def _title(
     title = collapse(title)
     match = _CODE_PREFIX.match(title)
     if match:
-        code = (match.group("code") or match.group("glued")).upper()
-        if infer_system(code) is not None or any(code_fits(code, s) for s in CodeSystem):
+        code = (match.group("code") or match.group("bare") or match.group("glued")).upper()
+        if not any(ch.isdigit() for ch in code):
+            code = ""
+        if code and (infer_system(code) is not None or any(code_fits(code, s) for s in CodeSystem)):
             rest = title[match.end() :].strip(" -–—:|")
             if rest:
                 return rest, code, tier
@@ -641,8 +661,9 @@ def _code(
     source: str,
     label_max: int,
     boxed: Callable[[], list[tuple[CodeSystem | None, str]]],
-) -> tuple[CodeSystem, str]:
-    """Code and system: page label and value, title, structured data, canonical link, URL."""
+) -> tuple[CodeSystem, str, bool]:
+    """Code and system: page label and value, title, structured data, canonical link, URL;
+    and whether the page's content itself shows the code (not only its address or a box)."""
     label_system, page_code = _label_codes(_code_lines(page), label_max)
     badges: list[tuple[CodeSystem | None, str]] = []
     for label, value in page.codes:
@@ -664,26 +685,26 @@ def _code(
                 if page_code:
                     break
 
-    def candidates() -> Iterator[tuple[CodeSystem | None, str]]:
+    def candidates() -> Iterator[tuple[CodeSystem | None, str, bool]]:
         if page_code:
-            yield page_code
+            yield *page_code, True
         if title_code:
-            yield None, title_code
-        yield from ((_meta_system(system), code.upper()) for system, code in meta.codes)
+            yield None, title_code, True
+        yield from ((_meta_system(system), code.upper(), True) for system, code in meta.codes)
         for location in (*meta.locations, url):
             located = code_from_location(location) if location else None
             if located:
-                yield located
-        yield from badges
-        yield from boxed()  # read only when nothing before fits
-        yield from (m for mention in meta.mentions if (m := _mentioned_code(mention)))
+                yield *located, False
+        yield from ((*badge, True) for badge in badges)
+        yield from ((*found, False) for found in boxed())  # read only when nothing before fits
+        yield from ((*m, False) for mention in meta.mentions if (m := _mentioned_code(mention)))
 
     first: str | None = None
-    for found_system, code in candidates():
+    for found_system, code, shown in candidates():
         first = first or code
         for system in (found_system, label_system, infer_system(code)):
             if system is not None and code_fits(code, system):
-                return system, code
+                return system, code, shown
     if first is not None:
         raise MissingCode(
             f"code {first!r} does not fit the {label_system or 'any'} code format", source=source

@@ -75,20 +75,28 @@ _WORDY = re.compile(r"\w")
 #: calls to action with a phone number.
 _NOT_CONTENT = re.compile(
     r"for (?:general )?(?:information(?:al)?|education(?:al)?)(?: purposes)? only"
-    r"|(?:does|do|is) not (?:replace|constitute|substitute)|not a substitute for"
+    # a disclaimer about the page itself, not "a partial knee replacement does not replace..."
+    r"|(?:information|content|leaflet|page|article|website|site|guide|material|booklet)\b"
+    r"[^.]{0,60}?\b(?:does|do|is|are) not (?:intended to )?(?:replace|constitute|substitute)"
+    r"|not (?:a |intended (?:as|to be) a )?substitute for (?:professional|medical|the advice"
+    r"|advice|your (?:doctor|physician|healthcare|gp|care))"
     r"|all rights reserved|^©|^copyright\b"
     r"|(?:we|this (?:site|website)) (?:use|uses|are using) cookies"
     r"|\b\d+\s+min(?:ute)?s?\s+read\b|^(?:tags|categories)\s*:|^(?:filed under|posted in|tagged)\b"
-    r"|^\W*(?:call|phone|book|request|schedule)\b(?![^:]*\bif\b)[^.:]{0,40}\(?\d{3,5}\)?[\s.-]?\d{3}"
-    r"[\s.-]?\d{3,4}\b[^:]*$"
+    # a call to action with a phone number; "call us on ... if/when you notice ..." is advice
+    r"|^\W*(?:call|phone|book|request|schedule)\b(?![^:]*\b(?:if|when|whenever|immediately"
+    r"|urgently|straight away|right away)\b)[^.:]{0,40}\(?\d{3,5}\)?[\s.-]?\d{3}[\s.-]?\d{3,4}\b"
+    r"[^:]*$"
     r"|available in (?:large print|other formats|other languages|braille|audio)"
     r"|(?:leaflet|information|page|document|booklet) in (?:large print|audio|braille|easy read"
     r"|another language|other languages|other formats)"
     r"|^(?:page\s+|this page was\s+)?last\s+(?:reviewed|updated|modified)\b|^next\s+review\b"
     r"|^review\s+(?:date|due)\b|^(?:date\s+)?last\s+reviewed\b|^(?:online\s+)?medical\s+reviewer\b"
-    r"|^(?:medically\s+)?reviewed\s+by\b|^was\s+this\s+(?:page|article|information)\s+(?:helpful|useful)"
+    r"|^(?:medically\s+)?reviewed\s+by\b"
+    r"|^was\s+this\s+(?:page|article|information)\s+(?:helpful|useful)"
     r"|^printed (?:from|on)\b"
-    r"|(?:reschedule|questions\?|call us|contact us)(?![^:]*\bif\b)[^.]*?\d{3}[\s.-]?\d{4}"
+    r"|(?:reschedule|questions\?|call us|contact us)(?![^:.]{0,120}\b(?:if|when|whenever"
+    r"|immediately|urgently|straight away|right away)\b)[^.]{0,80}?\d{3}[\s.-]?\d{4}"
 )  # matched against lower-case text: IGNORECASE makes every search several times slower
 #: Words one of which every line of _NOT_CONTENT holds: a cheap test before the regex.
 _NOT_CONTENT_WORDS: tuple[str, ...] = (
@@ -99,10 +107,35 @@ _NOT_CONTENT_WORDS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+def _link_only(line: Line) -> bool:
+    """A short line that is all link text ("Book online", "Radiofrequency ablation")."""
+    return line.link_chars * 10 >= len(line.text) * 9 and len(line.text.split()) <= _MAX_LINK_WORDS
+
+
+def _link_lists(lines: list[Line]) -> frozenset[int]:
+    """Lists (by group) whose every item is a short link: a box of links to other pages
+    ("Related procedures"), unlike a list in which some items are links (a risk that links
+    to its own page)."""
+    plain: set[int] = set()
+    linked: set[int] = set()
+    for line in lines:
+        if not line.in_list:
+            continue
+        if _link_only(line):
+            linked.add(line.group)
+        else:
+            plain.add(line.group)
+    return frozenset(linked - plain)
+
+
 def _not_content_words(lines: list[Line]) -> tuple[str, ...]:
     """The words of _NOT_CONTENT_WORDS the page holds (a substring search per word, in C)."""
     page = "\n".join(line.text for line in lines).lower()
     return tuple(word for word in _NOT_CONTENT_WORDS if word in page)
+
+
+#: Longer lines are prose, never a disclaimer or a call to action (and bound the regex's work).
+_MAX_NOT_CONTENT = 600
 
 
 def _not_content(text: str, words: tuple[str, ...] = _NOT_CONTENT_WORDS) -> bool:
@@ -110,7 +143,7 @@ def _not_content(text: str, words: tuple[str, ...] = _NOT_CONTENT_WORDS) -> bool
 
     ``words`` narrows the cheap test to the words the page holds (:func:`_not_content_words`).
     """
-    if not words:
+    if not words or len(text) > _MAX_NOT_CONTENT:
         return False
     low = text.lower()
     return any(word in low for word in words) and _NOT_CONTENT.search(low) is not None
@@ -227,6 +260,9 @@ class SplitPage:
     codes: list[tuple[str, str]] = field(default_factory=list)  # (label, code) pairs
     #: Lines of ``preamble`` that stand before the title (site header, badges, boxes).
     pre_title: list[str] = field(default_factory=list)
+    #: Lines dropped as chrome inside the content (calls to action, disclaimers, link boxes),
+    #: and their characters.
+    dropped: tuple[int, int] = (0, 0)
 
     def get(self, key: str) -> list[Section]:
         return [s for s in self.sections if s.key == key]
@@ -397,8 +433,8 @@ def _largest_heading(
 
 class _Splitter:
     __slots__ = (
-        "broken", "codes", "current", "gap", "headings", "intro", "noise_words", "preamble",
-        "sections", "slot", "title_stems", "vocab", "wide",
+        "broken", "codes", "current", "dropped", "dropped_chars", "gap", "headings", "intro",
+        "link_lists", "noise_words", "preamble", "sections", "slot", "title_stems", "vocab", "wide",
     )  # fmt: skip
 
     def __init__(self, vocab: Vocabulary, title_stems: frozenset[str]) -> None:
@@ -415,6 +451,9 @@ class _Splitter:
         self.current = Section("preamble", "", 0)
         self.slot = "items"
         self.noise_words = _NOT_CONTENT_WORDS  # words of disclaimers and bylines on the page
+        self.link_lists: frozenset[int] = frozenset()  # lists whose every item is a link
+        self.dropped = 0
+        self.dropped_chars = 0
 
     def verdict(self, text: str, kicker: str | None) -> Verdict:
         verdict = classify(text, self.vocab).without(self.title_stems, self.vocab)
@@ -543,10 +582,13 @@ class _Splitter:
             cur = self.intro
         if (
             line.link_chars * 10 >= len(text) * 9
+            and (not line.in_list or line.group in self.link_lists)
             and len(text.split()) <= _MAX_LINK_WORDS
             and cur.key not in ("similar_codes", "ignore", "navigation")
             and not _CODE_START.search(text)
         ) or _not_content(text, self.noise_words):
+            self.dropped += 1  # counted as chrome in the page's report
+            self.dropped_chars += len(text)
             return  # "Book online", "Learn more →", a disclaimer, a byline: not content
         item = line.in_list or has_marker(text)
         entries = cur.entries
@@ -763,6 +805,7 @@ def split_sections(
     as_items = _heading_runs(lines, heads, vocab)
     splitter = _Splitter(vocab, title_stems)
     splitter.noise_words = _not_content_words(lines)
+    splitter.link_lists = _link_lists(lines)
     splitter.wide = _broken_lines(lines, heads)
     splitter.broken = splitter.wide > 0
     splitter.gap = _line_gap(lines) if splitter.broken else 0.0
@@ -858,13 +901,15 @@ def split_sections(
             and (head is not None and head.rank > splitter.current.rank)
         ):
             # One of several headings in a row with nothing under them ("Pediatric ENT
-            # surgeon", "Recovery room nurse" as icon-box titles): items of the section.
-            splitter.content(replace(line, in_list=True), line.text)
+            # surgeon", "Recovery room nurse" as icon-box titles): items of the section;
+            # titles of cards that link to other pages are not.
+            if not _link_only(line):
+                splitter.content(replace(line, in_list=True), line.text)
             continue
         splitter.feed(line, head, kickers.get(i - 1))
     page = SplitPage(
         title, splitter.preamble, splitter.sections, splitter.headings, splitter.intro.entries,
-        splitter.codes, pre_title,
+        splitter.codes, pre_title, (splitter.dropped, splitter.dropped_chars),
     )  # fmt: skip
     _settle(page, vocab)
     return page
