@@ -22,6 +22,7 @@ holds most of the page's text is never chrome, whatever its class says.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,9 +214,39 @@ class Styles:
         return size, bold
 
 
-_RULE = re.compile(r"([^{}]+)\{([^{}]*)\}")
-#: At-rule blocks (print media, font faces): their rules do not style the page on screen.
-_AT_BLOCK = re.compile(r"@[^{};]*\{(?:[^{}]*\{[^{}]*\})*[^{}]*\}")
+def css_rules(css: str) -> Iterator[tuple[str, str]]:
+    """(selectors, declarations) of each top-level rule of a stylesheet, in one linear pass.
+
+    At-rule blocks (print media, font faces) are skipped whole: their rules do not style the
+    page on screen. Statements before a rule ("@charset ...;") are not part of its selector.
+    """
+    pos, end = 0, len(css)
+    while pos < end:
+        opened = css.find("{", pos)
+        if opened < 0:
+            return
+        selectors = css[pos:opened].rsplit(";", 1)[-1].strip()
+        if selectors.startswith("@"):
+            depth, at = 1, opened + 1
+            while depth and at < end:
+                nxt_open, nxt_close = css.find("{", at), css.find("}", at)
+                if nxt_close < 0:
+                    return
+                if 0 <= nxt_open < nxt_close:
+                    depth, at = depth + 1, nxt_open + 1
+                else:
+                    depth, at = depth - 1, nxt_close + 1
+            pos = at
+            continue
+        closed = css.find("}", opened)
+        if closed < 0:
+            return
+        body = css[opened + 1 : closed]
+        if "{" not in body:
+            yield selectors, body
+        pos = closed + 1
+
+
 _CLASS_SELECTOR = re.compile(r"^(?:[a-z0-9]+)?\.([\w-]+)$", re.IGNORECASE)
 #: CSS read per page, at most (pdf2htmlEX pages carry their fonts' rules first).
 MAX_CSS = 262_144
@@ -225,8 +256,7 @@ def parse_styles(css: str) -> Styles:
     """Size and weight of simple class selectors (``.fs2``, ``p.title``) in a stylesheet."""
     classes: dict[str, tuple[float, bool, int]] = {}
     places: dict[str, float] = {}
-    css = _AT_BLOCK.sub("", css[:MAX_CSS]) if "@" in css else css[:MAX_CSS]
-    for position, (selectors, body) in enumerate(_RULE.findall(css)):
+    for position, (selectors, body) in enumerate(css_rules(css[:MAX_CSS])):
         if body.startswith(("bottom:", "top:")):
             y = _place(body)
             match = _CLASS_SELECTOR.match(selectors.strip())

@@ -408,7 +408,13 @@ def _build(
     record["hospital_stay"] = _stay(sections)
     record["patient_experience"] = _experience(sections.get("patient_experience"))
     record["similar_codes"] = _similar(sections.get("similar_codes"), system)
-    anesthesia_texts = [e.text for key in _ANESTHESIA_SOURCES for e in sections.get(key, ())]
+    anesthesia_texts = [
+        # "Anaesthetic" | "General or spinal": the heading says what the short text is about.
+        f"{clean_heading(s.heading)}: {e.text}" if s.key == "anesthesia_info" else e.text
+        for s in page.sections
+        if s.key in _ANESTHESIA_SOURCES
+        for e in s.entries
+    ]
     if intro and "summary" not in present:
         anesthesia_texts += intro
     record["anesthesia"] = find_anesthesia(anesthesia_texts)
@@ -424,7 +430,7 @@ def _build(
     kept = [s for s in page.sections if s.key in unread and s.entries] if unread else []
     record["other_sections"] = [
         {"heading": clean_heading(s.heading) or "(untitled)", "text": text}
-        for s in (sorted([*others, *kept], key=page.sections.index) if kept else others)
+        for s in (_in_page_order(page, [*others, *kept]) if kept else others)
         if (text := section_text(s)) or s.key != "other"
     ]
     try:
@@ -448,6 +454,11 @@ def _build(
         tiers=MappingProxyType(tiers),
     )
     return Extraction(procedure, report)
+
+
+def _in_page_order(page: SplitPage, sections: list[Section]) -> list[Section]:
+    position = {id(section): i for i, section in enumerate(page.sections)}
+    return sorted(sections, key=lambda section: position[id(section)])
 
 
 def _sections_by_key(page: SplitPage) -> dict[str, list[Entry]]:

@@ -220,7 +220,7 @@ _BYLINE = re.compile(
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Entry:
     """One piece of section content."""
 
@@ -234,7 +234,7 @@ class Entry:
     y: float = 0.0  # stated vertical position of its last line (PDF exports); 0 none
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class Section:
     """The content under one heading."""
 
@@ -398,14 +398,21 @@ def find_title(lines: list[Line], heads: list[Heading | None], vocab: Vocabulary
     largest = _largest_heading(lines, heads, vocab)
     if largest is not None:
         return largest
+    # The highest rank (smallest number) among the headings after each one, in one pass.
+    later_min: list[int | None] = [None] * len(found)
+    lowest: int | None = None
+    for position in range(len(found) - 1, -1, -1):
+        later_min[position] = lowest
+        rank = found[position][1].rank
+        lowest = rank if lowest is None else min(lowest, rank)
     for position, (i, head) in enumerate(found):
-        later = [h.rank for _, h in found[position + 1 :]]
-        if later and head.rank > min(later):
+        later = later_min[position]
+        if later is not None and head.rank > later:
             continue
         verdict = classify(head.text, vocab)
         if verdict.section in ("ignore", "navigation"):
             continue
-        if verdict.section is None or (later and head.rank < min(later)):
+        if verdict.section is None or (later is not None and head.rank < later):
             return i
         return None
     return None
@@ -785,6 +792,7 @@ def split_sections(
     """
     small = _mark_large(lines)
     heads = [heading_of(line, vocab) for line in lines]
+    _row_labels(lines, heads, vocab)
     title_at = find_title(lines, heads, vocab)
     title = lines[title_at].text if title_at is not None else None
     title_end = title_at
@@ -944,6 +952,50 @@ def _mark_large(lines: list[Line]) -> frozenset[float]:
     return frozenset(size for size in weights if 0 < size < body * SMALL_RATIO)
 
 
+def _row_labels(lines: list[Line], heads: list[Heading | None], vocab: Vocabulary) -> None:
+    """Plain label cells of a two-column table of facts ("Hospital stay" | "1 to 3 nights",
+    "Anaesthetic" | "General or spinal"): labels of the cells beside them, as a bold or
+    ``<th>`` label would be. A run of table cells is read as label/value pairs when every
+    first cell is short and at least half of them name fields of the record (two or more
+    different ones: a table of risks is not a table of facts)."""
+    i = 0
+    while i < len(lines):
+        if lines[i].tag != "td":
+            i += 1
+            continue
+        j = i
+        while j < len(lines) and lines[j].tag == "td" and heads[j] is None:
+            j += 1
+        cells = range(i, j)
+        labels = cells[0::2]
+        if (
+            len(cells) >= 4
+            and len(cells) % 2 == 0
+            and all(
+                len(lines[k].text.split()) <= _MAX_LABEL_WORDS
+                and not _SENTENCE_END.search(lines[k].text)
+                for k in labels
+            )
+        ):
+            named = {
+                k: section
+                for k in labels
+                if (section := classify(lines[k].text, vocab).section) in _FACT_FIELDS
+            }
+            values_named = sum(
+                1 for k in cells[1::2] if classify(lines[k].text, vocab).section is not None
+            )  # a value reads as a value, not as another label ("Operating room nurse")
+            if (
+                len(named) * 2 >= len(labels)
+                and len(set(named.values())) >= 2
+                and values_named * 4 <= len(labels)
+            ):
+                for k in labels:
+                    text = lines[k].text
+                    heads[k] = Heading(text.rstrip(":"), LEVEL_LABEL, text.endswith(":"))
+        i = max(j, i + 1)
+
+
 def _title_stems(title: str, vocab: Vocabulary) -> frozenset[str]:
     return frozenset(s for s in stems(words(title.lower())) if s not in vocab.stopwords)
 
@@ -976,6 +1028,8 @@ def _metadata_rows(
             if (
                 head is None
                 or heads[j + 1] is not None
+                or lines[j].level  # an <h2> over a one-line section is a section, not a fact
+                or lines[j + 1].in_list
                 or len(lines[j + 1].text.split()) > _FACT_WORDS
                 or len(head.text.split()) > _FACT_WORDS
             ):
@@ -1095,7 +1149,7 @@ def _shape(section: Section) -> set[str]:
         shapes.add("similar_codes")
     if sum(1 for t in texts if _ROLE_WORD.search(t)) * 2 > len(texts) and len(joined) < 600:
         shapes.add("personnel")
-    if _DURATION_WORD.search(joined) and len(joined) < 400:
+    if len(joined) < 400 and _DURATION_WORD.search(joined):
         shapes.add("duration")
     items = [e for e in section.entries if e.item]
     if len(items) >= 3 and any(has_marker(e.text) for e in items[:3]):
