@@ -827,11 +827,11 @@ def measure_crawl_overhead(
 
 #: Names ``parse_page`` calls, wrapped with timers for the stage breakdown.
 _STAGES = (
-    ("_decode", "decode (input checks, charset)"),
+    ("decode_page", "decode (input checks, charset)"),
     ("LexborHTMLParser", "lexbor parse"),
     ("_document_title", "document title (`_document_title`)"),
     ("_remove_chrome", "chrome removal (`_remove_chrome`)"),
-    ("walk", "DOM walk into lines (blocks.py)"),
+    ("walk_counted", "DOM walk into lines (blocks.py)"),
     ("split_sections", "section split (sections.py)"),
     ("repair_lost_headings", "lost-heading repair"),
     ("_build", "record build: normalizers + validation"),

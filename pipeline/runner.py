@@ -44,12 +44,6 @@ def extract_raw(page: RawPage, url: str | None = None) -> Extraction | PipelineE
         return exc
 
 
-def parse_raw(page: RawPage, url: str | None = None) -> Outcome:
-    """Parse one raw page into a record; every pipeline error is returned, not raised."""
-    got = extract_raw(page, url)
-    return got.record if isinstance(got, Extraction) else got
-
-
 def _parsed(
     source: str,
     got: Extraction | PipelineError,

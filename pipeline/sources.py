@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import PageTooLarge, ParseError, UsageError
-from pipeline.parse.guard import MAX_PAGE_BYTES
+from pipeline.limits import MAX_PAGE_BYTES
 
 #: File name endings read from a directory (a file named explicitly is read whatever its name).
 PAGE_SUFFIXES: frozenset[str] = frozenset({".html", ".htm", ".xhtml", ".shtml"})

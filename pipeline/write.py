@@ -80,7 +80,7 @@ from pipeline import tables as T
 from pipeline.errors import WriteError
 from pipeline.fsutil import fsync_dir
 from pipeline.models import LIST_SECTIONS, ExtractionReport, Procedure
-from pipeline.quality import FieldQuality, QualityTally
+from pipeline.quality import MIN_RECORDS, FieldQuality, QualityTally
 
 Disposition = Literal["merge", "replace"]
 Row = dict[str, Any]
@@ -709,8 +709,9 @@ def _append_run(plan: _MergePlan, run_row: Row) -> None:
 
 
 def _previous_rates(plan: _MergePlan) -> dict[str, float]:
-    """Per field, the fill rate of the last published run that parsed any record."""
-    old = plan.old(T.QUALITY).filter(pl.col("records") > 0).collect()
+    """Per field, the fill rate of the last published run that parsed enough records to
+    compare with (a one-page ingest is never the baseline of the next crawl)."""
+    old = plan.old(T.QUALITY).filter(pl.col("records") >= MIN_RECORDS).collect()
     rates: dict[str, float] = {}
     for name, rate in old.select("field", "fill_rate").iter_rows():
         rates[name] = rate  # rows are in append order: the last one wins
@@ -1086,14 +1087,23 @@ class TableWriter:
 def read_quality(out_dir: Path) -> dict[str, object] | None:
     """The extraction quality of the last published run that parsed records, or None.
 
-    Read from the published ``runs`` and ``quality`` tables (no lock: publishing swaps whole
-    versions): the run, its headings and unclassified headings, each field's fill rate and the
-    fields flagged for a fall of more than 20 points.
+    Read from the published ``runs`` and ``quality`` tables of one version (``current`` is
+    resolved once; no lock: publishing swaps whole versions): the run, its headings and
+    unclassified headings, each field's fill rate and the fields flagged for a fall of more
+    than 20 points. A table that cannot be read gives ``{"error": ...}`` naming it, so that
+    ``pipeline status`` still reports the rest.
     """
-    parquet = Path(out_dir) / "parquet"
+    try:
+        version = _current_version(Path(out_dir))
+    except WriteError as exc:
+        return {"error": str(exc)}
+    if version is None:
+        return None
+    parquet = version / "parquet"
     quality_path, runs_path = parquet / "quality.parquet", parquet / "runs.parquet"
     if not quality_path.exists():
         return None
+    reading = quality_path
     try:
         quality = pl.read_parquet(quality_path).filter(pl.col("records") > 0)
         if quality.is_empty():
@@ -1101,15 +1111,16 @@ def read_quality(out_dir: Path) -> dict[str, object] | None:
         run_id = quality["run_id"][-1]
         rows = quality.filter(pl.col("run_id") == run_id)
         info: dict[str, object] = {"run_id": run_id, "records": int(rows["records"][0])}
+        info["fill_rates"] = {
+            name: round(rate, 4) for name, rate in rows.select("field", "fill_rate").iter_rows()
+        }
+        info["flagged_fields"] = rows.filter(pl.col("dropped"))["field"].to_list()
         if runs_path.exists():
+            reading = runs_path
             run = pl.read_parquet(runs_path).filter(pl.col("run_id") == run_id)
             for name in ("headings", "unclassified_headings", "chrome_blocks"):
                 if not run.is_empty() and name in run.columns:
                     info[name] = int(run[name][-1] or 0)
     except (OSError, pl.exceptions.PolarsError) as exc:
-        raise WriteError(f"cannot read the quality table in {parquet}: {_describe(exc)}") from exc
-    info["fill_rates"] = {
-        name: round(rate, 4) for name, rate in rows.select("field", "fill_rate").iter_rows()
-    }
-    info["flagged_fields"] = rows.filter(pl.col("dropped"))["field"].to_list()
+        return {"error": f"cannot read {reading}: {_describe(exc)}"}
     return info

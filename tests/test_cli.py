@@ -227,6 +227,15 @@ def test_crawl_status_reparse(tmp_path: Path) -> None:
     second = pl.read_parquet(out / "parquet" / "procedures.parquet")
     assert sorted(second["code"].to_list()) == sorted(first["code"].to_list())
 
+    # A damaged quality table costs its own block of the status, not the whole status.
+    quality_file = (out / "parquet" / "quality.parquet").resolve()
+    quality_file.write_bytes(b"not parquet")
+    damaged = run("status", "--state", str(state), "--out", str(out), "--json")
+    assert damaged.exit_code == 0, damaged.stderr
+    info = json.loads(damaged.stdout)
+    assert "quality.parquet" in info["extraction_quality"]["error"]
+    assert info["last_run"]["exit_code"] == 0
+
 
 def test_crawl_refuses_when_state_is_locked(tmp_path: Path) -> None:
     state = tmp_path / "state"

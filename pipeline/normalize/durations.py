@@ -41,6 +41,7 @@ from pipeline.normalize.numbers import (
     fold,
     parse_number,
 )
+from pipeline.normalize.text import aligned_lower
 
 # --- data -------------------------------------------------------------------------------------
 
@@ -268,7 +269,7 @@ def _spread(text: str, match: re.Match[str]) -> bool:
 
 def find_duration(text: str) -> MinuteRange | None:
     """The first duration phrase of ``text`` as whole minutes; ``None`` when there is none."""
-    hint = _UNIT_HINT.search(text.lower())
+    hint = _UNIT_HINT.search(aligned_lower(text))  # its offset is used on ``text``
     if hint is None:
         return None
     for match in _PATTERN.finditer(text, max(0, hint.start() - _LONGEST_LEAD)):

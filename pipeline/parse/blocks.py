@@ -458,11 +458,6 @@ _TAG_SIZES: dict[str, float] = {"big": 19.2, "small": 13.3}
 _NO_STYLES = Styles()
 
 
-def walk(root: Any, chrome: Chrome | None = None, styles: Styles | None = None) -> list[Line]:
-    """The lines of ``root`` (a selectolax node) in document order; see :func:`walk_counted`."""
-    return walk_counted(root, chrome, styles)[0]
-
-
 def walk_counted(
     root: Any, chrome: Chrome | None = None, styles: Styles | None = None
 ) -> tuple[list[Line], ChromeCount]:

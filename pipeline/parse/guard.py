@@ -14,12 +14,12 @@ import re
 from collections.abc import Iterator
 
 from pipeline.errors import BinaryContent, EmptyPage, NotHtml, PageTooLarge
+from pipeline.limits import MAX_PAGE_BYTES
 from pipeline.normalize.text import aligned_lower
 from pipeline.parse.encoding import decode_html
 from pipeline.parse.structured import json_document_html, looks_like_json
 
 #: Pages larger than this are refused before parsing (bytes).
-MAX_PAGE_BYTES = 5 * 1024 * 1024
 
 #: Deeper nesting, or more attributes on one element, is refused (see check_nesting).
 MAX_NESTING = 2048

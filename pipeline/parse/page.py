@@ -362,11 +362,18 @@ def _build(
         system, code, shown = _code(
             page, title_code, meta, url, source, vocab.label_max_chars, boxed
         )
-    except MissingCode:
+    except MissingCode as exc:
         if described >= 3:
             raise
         # No code, and at most two sections of a procedure page: nothing says it is one.
-        raise _not_a_procedure(page, lines, doc_title, source, url, vocab, present) from None
+        if not described:
+            raise _not_a_procedure(page, lines, doc_title, source, url, vocab, present) from None
+        named = ", ".join(sorted(fields - {"similar_codes"}))
+        raise NotAProcedurePage(
+            f"{exc.reason}; with only {described} section(s) of a procedure page ({named}) "
+            "that is too little to take it for one",
+            source=source,
+        ) from None
     if not shown and not described and not intro:
         # A number in the address ("/news/12345/new-car-park") and no section of a procedure
         # page: nothing on the page says it is one.
@@ -446,9 +453,7 @@ def _build(
         headings=sum(
             1 for s in page.sections if s.key not in ("ignore", "navigation") and s.heading
         ),
-        unclassified=sum(
-            1 for s in page.sections if (s.key == "other" or s.key in unread) and s.entries
-        ),
+        unclassified=len(record["other_sections"]),
         chrome_blocks=chrome.blocks,
         chrome_chars=chrome.chars,
         tiers=MappingProxyType(tiers),

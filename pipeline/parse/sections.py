@@ -41,10 +41,6 @@ from pipeline.parse.vocabulary import RECORD_SECTIONS, Vocabulary, heading_key, 
 SECTION_ORDER: tuple[str, ...] = RECORD_SECTIONS
 PROSE_SECTIONS: frozenset[str] = frozenset({"summary", "purpose", "duration", "setting"})
 LIST_SECTIONS: frozenset[str] = frozenset(SECTION_ORDER) - PROSE_SECTIONS
-#: Sections whose content never reaches the record's fields.
-DROPPED: frozenset[str] = frozenset(
-    {"preamble", "name", "ignore", "navigation", "unknown", "condition", "other"}
-)
 #: Sections that are page chrome: their headings are not counted as the page's headings.
 CHROME_KEYS: frozenset[str] = frozenset({"ignore", "navigation"})
 

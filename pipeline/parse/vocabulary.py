@@ -33,9 +33,6 @@ RECORD_SECTIONS: tuple[str, ...] = (
     "personnel", "risks", "benefits", "recovery", "alternatives", "patient_experience",
     "similar_codes",
 )  # fmt: skip
-OTHER_KEYS: tuple[str, ...] = (
-    "name", "anesthesia_info", "condition", "other", "ignore", "navigation",
-)  # fmt: skip
 SectionKey = Literal[
     "summary", "purpose", "indications", "preparation", "steps", "duration", "setting",
     "personnel", "risks", "benefits", "recovery", "alternatives", "patient_experience",
