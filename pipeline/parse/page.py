@@ -366,8 +366,9 @@ def _build(
         if described >= 3:
             raise
         # No code, and at most two sections of a procedure page: nothing says it is one.
-        if not described:
-            raise _not_a_procedure(page, lines, doc_title, source, url, vocab, present) from None
+        kind = _not_a_procedure(page, lines, doc_title, source, url, vocab, present)
+        if not described or kind.page_kind != "unknown":
+            raise kind from None  # a listing, a 'not found' or a condition page
         named = ", ".join(sorted(fields - {"similar_codes"}))
         raise NotAProcedurePage(
             f"{exc.reason}; with only {described} section(s) of a procedure page ({named}) "
