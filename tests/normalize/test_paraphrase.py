@@ -416,3 +416,8 @@ def test_classify_role_paraphrase(text: str, role: Role) -> None:
 )
 def test_split_personnel_paraphrase(text: str, people: list[str]) -> None:
     assert split_personnel(text) == people
+
+
+def test_duration_offsets_survive_letters_that_lengthen_when_lowered() -> None:
+    """ "İ".lower() is two characters; the unit hint's offset must still point into the text."""
+    assert find_duration("İ" * 150 + " takes between 2 and 4 hours") == MinuteRange(120, 240)
