@@ -361,7 +361,11 @@ RUNS = TableSpec(
             "unclassified_headings",
             "Of those, headings that named no field (their sections went to other_sections).",
         ),
-        _count("chrome_blocks", "Page containers dropped as chrome (menus, sidebars, ads...)."),
+        _count(
+            "chrome_blocks",
+            "Containers and lines dropped as chrome (menus, sidebars, ads, link boxes, "
+            "disclaimers, calls to action).",
+        ),
         _col("exit_code", pl.Int32(), "Exit code of the run (0 ok, 1 some pages rejected, ...)."),
     ),
 )
