@@ -960,8 +960,15 @@ def _row_labels(lines: list[Line], heads: list[Heading | None], vocab: Vocabular
             i += 1
             continue
         j = i
-        while j < len(lines) and lines[j].tag == "td" and heads[j] is None:
+        while (
+            j < len(lines)
+            and lines[j].tag == "td"
+            and heads[j] is None
+            and (j == i or lines[j].group != lines[j - 1].group)  # one line per cell
+        ):
             j += 1
+        if j < len(lines) and j > i and lines[j].group == lines[j - 1].group:
+            j -= 1  # the last cell holds more lines: not a cell of one value
         cells = range(i, j)
         labels = cells[0::2]
         if (
