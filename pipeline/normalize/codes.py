@@ -58,6 +58,9 @@ _SEGMENTS: dict[str, CodeSystem] = {
 _SEGMENT_JUNK = re.compile(r"[\s\-_.]+")
 
 #: A code-shaped token: 3-7 letters/digits, optionally a dot and 1-4 more (ICD-10-CM).
+#: One code of any system as a page writes it (upper case): CPT "45378"/"0042T", HCPCS "G0105",
+#: ICD-10-PCS "0DTJ4ZZ", ICD-10-CM "Z51.11". A regular-expression fragment for other patterns.
+CODE_FORMAT = r"(?:\d{4}[0-9FTUM]|[A-Z]\d{4}|[0-9A-HJ-NP-Z]{7}|[A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)"
 _CODE = r"[A-Za-z0-9]{3,7}(?:\.[A-Za-z0-9]{1,4})?"
 _CODE_PATH = re.compile(r"(?:^|/)code/(?P<segment>[^/]+)/(?P<name>[^/]+)/*$", re.IGNORECASE)
 _EXTENSION = re.compile(r"\.(?:html?|xhtml|php|aspx?|txt|json)$", re.IGNORECASE)

@@ -28,6 +28,7 @@ from pipeline.errors import EmptyPage, MissingCode, NotAProcedurePage, RecordInv
 from pipeline.models import CodeSystem, ExtractionReport, Procedure, code_fits
 from pipeline.normalize.anesthesia import find_anesthesia
 from pipeline.normalize.codes import (
+    CODE_FORMAT,
     code_from_location,
     find_code,
     infer_system,
@@ -62,9 +63,6 @@ from pipeline.parse.vocabulary import Vocabulary, load_vocabulary, stems, words
 
 PARSER_VERSION = "2"
 
-_CODE_FORMAT = (
-    r"(?:\d{4}[0-9FTUM]|[A-Z]\d{4}|[0-9A-HJ-NP-Z]{7}|[A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)"
-)
 _SYSTEM_LABEL = (
     r"(?:CPT|HCPCS(?:\s+Level\s+II)?|ICD-?10-?(?:CM|PCS))\s*(?:®|\(R\))?\s*(?:code)?\s*[#:]?"
 )
@@ -73,14 +71,14 @@ _SYSTEM_LABEL = (
 _CODE_PREFIX = re.compile(
     # A bare prefix is a CPT or HCPCS code; an ICD-shaped one ("A1C:", "B12 -") only after its
     # system's label, and never a word ("Bladder: cystoscopy").
-    rf"^(?:{_SYSTEM_LABEL}\s*(?P<code>{_CODE_FORMAT})|(?P<bare>\d{{4}}[0-9FTUM]|[A-Z]\d{{4}}))"
+    rf"^(?:{_SYSTEM_LABEL}\s*(?P<code>{CODE_FORMAT})|(?P<bare>\d{{4}}[0-9FTUM]|[A-Z]\d{{4}}))"
     rf"\s*[-–—:|]\s+(?=\S)"
-    rf"|^{_SYSTEM_LABEL}\s*(?P<glued>{_CODE_FORMAT})(?:\s+|(?=[A-Z][a-z]))",
+    rf"|^{_SYSTEM_LABEL}\s*(?P<glued>{CODE_FORMAT})(?:\s+|(?=[A-Z][a-z]))",
     re.IGNORECASE,
 )
 #: A code after the title: "Colonoscopy (CPT 45378)", "Colonoscopy – CPT code 45378".
 _CODE_SUFFIX = re.compile(
-    rf"\s*[(\[\-–—|:,]?\s*{_SYSTEM_LABEL}\s*(?P<code>{_CODE_FORMAT})\s*[)\]]?\s*$", re.IGNORECASE
+    rf"\s*[(\[\-–—|:,]?\s*{_SYSTEM_LABEL}\s*(?P<code>{CODE_FORMAT})\s*[)\]]?\s*$", re.IGNORECASE
 )
 #: A page with no procedure content that shows this many codes on lines of their own (a table
 #: of procedures and their codes, an A-Z index) is a listing page.
@@ -90,7 +88,7 @@ _CODE = r"[A-Z0-9]{3,7}(?:\.[A-Z0-9]{1,4})?"
 #: A bare list of codes on one line: "93454, 93459 and 93460".
 _CODE_LIST = re.compile(rf"^\s*{_CODE}(?:\s*(?:[,;/]|\band\b|\bor\b)\s*{_CODE})+\s*\.?$")
 _LIST_SEPARATOR = re.compile(r"\s*(?:[,;/]|\band\b|\bor\b)\s*|\.$")
-_LEADING_CODE = re.compile(rf"^(?:{_SYSTEM_LABEL}\s*)?(?=\S*\d){_CODE_FORMAT}\b", re.IGNORECASE)
+_LEADING_CODE = re.compile(rf"^(?:{_SYSTEM_LABEL}\s*)?(?=\S*\d){CODE_FORMAT}\b", re.IGNORECASE)
 _TITLE_SUFFIX = re.compile(r"\s+[|–—-]\s+[^|–—-]{2,60}$")
 
 #: Sections read for the anesthesia kinds the page says are used.
@@ -635,7 +633,7 @@ def _code_lines(page: SplitPage) -> list[str]:
 
 #: "66984 (CPT)": a code value followed by its system.
 _CODE_THEN_SYSTEM = re.compile(
-    rf"^\s*(?P<code>{_CODE_FORMAT})\s*\(?\s*(?P<system>CPT|HCPCS|ICD-?10-?(?:CM|PCS))\s*\)?\s*$",
+    rf"^\s*(?P<code>{CODE_FORMAT})\s*\(?\s*(?P<system>CPT|HCPCS|ICD-?10-?(?:CM|PCS))\s*\)?\s*$",
     re.IGNORECASE,
 )
 #: "Billing codeCPT 45385": a label glued to the system by adjacent inline elements.
@@ -653,7 +651,7 @@ def _label_system(label: str) -> CodeSystem | None:
 
 _MENTION = re.compile(
     rf"\b(?P<system>CPT|HCPCS|ICD-?10(?:-?(?:CM|PCS))?)\s*(?:®|\(R\))?\s*(?:code\s*)?[:#]?\s*"
-    rf"(?P<code>{_CODE_FORMAT})\b",
+    rf"(?P<code>{CODE_FORMAT})\b",
     re.IGNORECASE,
 )
 

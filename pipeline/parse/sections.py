@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
 
+from pipeline.normalize.codes import CODE_FORMAT
 from pipeline.normalize.text import clean_item, has_marker
 from pipeline.parse.blocks import BIG_PX, Line
 from pipeline.parse.classify import Verdict, classify, classify_key
@@ -178,11 +179,8 @@ _FURNITURE = re.compile(
 #: stays a sub-label of the section it is in ("Blocked breathing during sleep" under
 #: "Is surgery right for your child?").
 STRONG_CUE = 2.5
-_CODE_FORMAT = (
-    r"(?:\d{4}[0-9FTUM]|[A-Z]\d{4}|[0-9A-HJ-NP-Z]{7}|[A-Z]\d[0-9A-Z](?:\.[0-9A-Z]{1,4})?)"
-)
 #: A line that is only a code ("58558"), the value cell of a code label.
-BARE_CODE = re.compile(rf"^\s*(?=\S*\d)(?P<code>{_CODE_FORMAT})\s*$")
+BARE_CODE = re.compile(rf"^\s*(?=\S*\d)(?P<code>{CODE_FORMAT})\s*$")
 #: A line that only labels a code ("CPT code:", "Procedure code (CPT)", "Diagnosis code").
 _CODE_LABEL = re.compile(
     r"^(?!.*\b(?:codes|similar|related|also|other|see|popular)\b)"
@@ -204,7 +202,7 @@ def is_code_label(text: str) -> bool:
 #: A short line that names a code ("CPT 52000", "HCPCS G0008"): metadata, never a heading.
 CODE_BADGE = re.compile(
     r"^\W*(?P<system>cpt|hcpcs|icd-?10(?:-?(?:cm|pcs))?)\b\s*(?:®|\(r\))?\s*(?:level\s+ii\s*)?"
-    rf"(?:code\b\s*)?[:#]?\s*(?P<code>{_CODE_FORMAT})(?=$|[^0-9A-Za-z]|[A-Z][a-z])",
+    rf"(?:code\b\s*)?[:#]?\s*(?P<code>{CODE_FORMAT})(?=$|[^0-9A-Za-z]|[A-Z][a-z])",
     re.IGNORECASE,
 )
 _BYLINE = re.compile(
@@ -1040,13 +1038,12 @@ def _metadata_rows(
             run.append((j, head))
             j += 2
         if len(run) >= _FACT_ROWS:
-            named = [k for k, head in run if _names_field(classify(head.text, vocab))]
-            kept = [k for k, head in run if classify(head.text, vocab).section in _FACT_FIELDS]
-            if len(named) * 2 <= len(run):
+            verdicts = [(k, classify(head.text, vocab)) for k, head in run]
+            if sum(1 for _, verdict in verdicts if _names_field(verdict)) * 2 <= len(run):
                 # Mostly facts: the rows that name a field stay sections ("Duration" in an
                 # infobox); a table of mostly fields ("Time needed", "Where") is content.
-                for k, _ in run:
-                    if k not in kept:
+                for k, verdict in verdicts:
+                    if verdict.section not in _FACT_FIELDS:
                         found.update((k, k + 1))
                 after[run[-1][0] + 2] = run[0][0]
         i = j + 1 if run else i + 1
@@ -1114,7 +1111,7 @@ _DURATION_WORD = re.compile(
 )
 _LINK_DENSE = 0.7
 #: A line that starts with a code ("33206 – Insertion of..."): a new entry, never a run-on.
-_CODE_START = re.compile(rf"^(?=\S*\d){_CODE_FORMAT}\b")
+_CODE_START = re.compile(rf"^(?=\S*\d){CODE_FORMAT}\b")
 _CODE_STEMS = frozenset(stems(["code", "codes", "coding", "cpt", "hcpcs", "icd"]))
 _FEEL = re.compile(
     r"\b(?:feel|feels|feeling|felt|sensation|pressure|discomfort|uncomfortable|sore|soreness|"
