@@ -90,7 +90,7 @@ class _Sink:
         url: str,
         digest: str,
         fetched_at: datetime | None,
-        report: ExtractionReport | None = None,
+        report: ExtractionReport,
     ) -> None:
         self.report.add("parsed")
         self.writer.add(
@@ -115,13 +115,11 @@ class _Sink:
         )
 
     def outcome(
-        self, outcome: Extraction | Procedure | PipelineError, url: str, digest: str,
-        fetched_at: datetime | None, status: int | None, report: ExtractionReport | None = None,
+        self, outcome: Extraction | PipelineError, url: str, digest: str,
+        fetched_at: datetime | None, status: int | None,
     ) -> None:  # fmt: skip
         if isinstance(outcome, Extraction):
             self.write(outcome.record, url, digest, fetched_at, outcome.report)
-        elif isinstance(outcome, Procedure):
-            self.write(outcome, url, digest, fetched_at, report)
         else:
             self.reject(outcome, url, status)
 
@@ -501,9 +499,7 @@ def ingest(
         for parsed in iter_parsed(inputs, timeout=timeout):
             report.add("fetched")
             digest = content_hash(parsed.body or b"")
-            sink.outcome(
-                parsed.outcome, parsed.source, digest, parsed.fetched_at, None, parsed.report
-            )
+            sink.outcome(parsed.outcome, parsed.source, digest, parsed.fetched_at, None)
             report.advance()
         exit_code, _ = sink.publish()
         return RunResult(run_id, report.summary(), exit_code, report.summary_text())

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.errors import PipelineError, UsageError
-from pipeline.models import ExtractionReport, Procedure
+from pipeline.models import Procedure
 from pipeline.parse.page import Extraction, extract
 from pipeline.sources import RawPage, check_inputs, expand_paths, is_url, read_page
 
@@ -22,13 +22,13 @@ Outcome = Procedure | PipelineError
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """One input's outcome with what the tables need to know about it."""
+    """One input's outcome (its record and extraction report, or its error) with what the
+    tables need to know about it."""
 
     source: str
-    outcome: Outcome
+    outcome: Extraction | PipelineError
     body: bytes | None = None
     fetched_at: datetime | None = None
-    report: ExtractionReport | None = None  # what the extractor saw on the page
 
 
 def extract_raw(page: RawPage, url: str | None = None) -> Extraction | PipelineError:
@@ -42,17 +42,6 @@ def extract_raw(page: RawPage, url: str | None = None) -> Extraction | PipelineE
     except PipelineError as exc:
         exc.source = exc.source or url or page.source
         return exc
-
-
-def _parsed(
-    source: str,
-    got: Extraction | PipelineError,
-    body: bytes | None,
-    fetched_at: datetime | None = None,
-) -> Parsed:
-    if isinstance(got, Extraction):
-        return Parsed(source, got.record, body, fetched_at, got.report)
-    return Parsed(source, got, body, fetched_at)
 
 
 def iter_parsed(
@@ -73,7 +62,7 @@ def iter_parsed(
         except PipelineError as exc:
             yield Parsed(str(path), exc)
             continue
-        yield _parsed(url or raw.source, extract_raw(raw, url), raw.body)
+        yield Parsed(url or raw.source, extract_raw(raw, url), raw.body)
     if urls:
         yield from _fetch_and_parse(urls, timeout)
 
@@ -83,7 +72,8 @@ def parse_inputs(
 ) -> Iterator[tuple[str, Outcome]]:
     """``(source, record or error)`` for every page of the inputs (``url``: see iter_parsed)."""
     for parsed in iter_parsed(inputs, timeout=timeout, url=url):
-        yield parsed.source, parsed.outcome
+        got = parsed.outcome
+        yield parsed.source, got.record if isinstance(got, Extraction) else got
 
 
 def _fetch_and_parse(urls: list[str], timeout: float | None) -> Iterator[Parsed]:
@@ -101,7 +91,7 @@ def _fetch_and_parse(urls: list[str], timeout: float | None) -> Iterator[Parsed]
                     results.append(Parsed(url, exc))
                     continue
                 raw = RawPage(url, got.body, got.charset)
-                results.append(_parsed(url, extract_raw(raw), got.body, got.fetched_at))
+                results.append(Parsed(url, extract_raw(raw), got.body, got.fetched_at))
             return results
 
     yield from asyncio.run(fetch_all())
