@@ -15,8 +15,8 @@ __version__ = "0.1.0"
 
 from pipeline import errors
 from pipeline.errors import PipelineError
+from pipeline.extract.page import PARSER_VERSION, parse_page
 from pipeline.models import CodeSystem, Procedure
-from pipeline.parse.page import PARSER_VERSION, parse_page
 
 __all__ = [
     "PARSER_VERSION",

@@ -19,14 +19,17 @@ import click
 from pipeline import __version__
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError, StateError, UsageError, WriteError
-from pipeline.progress import configure_logging
+from pipeline.run.progress import configure_logging
 
 if TYPE_CHECKING:  # the crawl machinery is imported by the commands that use it
-    from pipeline.crawl import CrawlOptions, RunResult
+    from pipeline.run.crawl import CrawlOptions, RunResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+#: The demo serves its site here (the port of the site's placeholder origin), so that repeated
+#: demos see the same URLs and the second one is incremental.
+DEMO_PORT = 8765
 
 
 def _fail(message: str, code: int) -> None:
@@ -77,7 +80,7 @@ def parse_cmd(inputs: tuple[str, ...], timeout: float | None, url: str | None) -
     A page that cannot be parsed gets one line on stderr with its path and reason. Exits 1 at
     the end if any page was rejected, else 0. Writes nothing.
     """
-    from pipeline.runner import parse_inputs
+    from pipeline.run.runner import parse_inputs
 
     out = sys.stdout
     rejected = 0
@@ -145,7 +148,7 @@ def _settings(**options: Any) -> Settings:
 
 
 def _crawl_options(settings: Settings) -> CrawlOptions:
-    from pipeline.crawl import CrawlOptions
+    from pipeline.run.crawl import CrawlOptions
 
     return CrawlOptions(
         out=settings.out,
@@ -195,7 +198,7 @@ def ingest_cmd(
     No discovery: only the files, directories and URLs given are read. Exits 1 if any page
     was rejected (it is in the rejects table), else 0.
     """
-    from pipeline.crawl import ingest
+    from pipeline.run.crawl import ingest
 
     settings = _settings(
         config=config, out=out, timeout=timeout, log_format=log_format, progress=progress
@@ -241,7 +244,7 @@ def crawl_cmd(
     conditional requests; a killed run resumes where it stopped. Exit codes: 0 all good,
     1 some pages rejected, 2 usage error, 3 another run holds the state.
     """
-    from pipeline.crawl import crawl
+    from pipeline.run.crawl import crawl
 
     if ignore_robots:
         options["obey_robots"] = False
@@ -259,7 +262,7 @@ def crawl_cmd(
 @handle_errors
 def reparse_cmd(**options: Any) -> None:
     """Rebuild every table from the stored raw pages with the current parser; no network."""
-    from pipeline.crawl import reparse
+    from pipeline.run.crawl import reparse
 
     settings = _settings(**options)
     _require_state(settings.state)
@@ -276,8 +279,8 @@ def reparse_cmd(**options: Any) -> None:
 def status_cmd(state: Path | None, out: Path | None, config: Path | None, as_json: bool) -> None:
     """What the state holds: pages by status, last run, pages due, rejects by reason; and the
     extraction quality of the last run in the output tables (fill rates, flagged fields)."""
-    from pipeline.state import read_status
-    from pipeline.write import read_quality
+    from pipeline.acquire.state import read_status
+    from pipeline.load.write import read_quality
 
     settings = load_settings(config=config, state=state, out=out)
     _require_state(settings.state)
@@ -309,21 +312,36 @@ def _echo_tree(info: dict[str, Any], indent: str = "") -> None:
     "--site",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     default=None,
-    help="Site directory to serve [default: the bundled fixtures/site].",
+    help="Site directory to serve [default: the site bundled with the package].",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEMO_PORT,
+    show_default=True,
+    help="Loopback port to serve the site on. The site's URLs include it, so a second demo on "
+    "the same port is incremental (fetches only what is due); 0 picks a free port.",
 )
 @_common
 @handle_errors
-def demo_cmd(site: Path | None, **options: Any) -> None:
-    """Serve the bundled fixture site on loopback and crawl it end to end into output/."""
-    from pipeline.crawl import crawl
-    from pipeline.demo import SiteServer, bundled_site
+def demo_cmd(site: Path | None, port: int, **options: Any) -> None:
+    """Serve the bundled demo site on loopback and crawl it end to end into output/."""
+    from pipeline.demo.server import SiteServer, bundled_site
+    from pipeline.run.crawl import crawl
 
     root = site or bundled_site()
     if not root.is_dir():
-        raise UsageError(f"fixture site {root} not found; run from a checkout or pass --site")
+        raise UsageError(f"demo site {root} not found; pass --site DIR")
     options["state"] = options.get("state") or Path(options.get("out") or "output") / ".state"
     settings = _settings(rate=0, **options)
-    with SiteServer(root) as server:
+    try:
+        server = SiteServer(root, port=port)
+    except OSError as exc:
+        raise StateError(
+            f"cannot serve the demo site on 127.0.0.1:{port} ({exc.strerror or exc}); "
+            "another demo may be running: pass --port N"
+        ) from exc
+    with server:
         click.echo(f"serving {root} at {server.origin}", err=True)
         result = crawl(
             [server.origin + "/"], _crawl_options(settings), show_progress=settings.progress

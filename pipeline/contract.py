@@ -27,7 +27,7 @@ def record_schema() -> dict[str, Any]:
 
 def tables_schema() -> dict[str, Any]:
     """Every output table's columns, dtypes, nullability and keys."""
-    from pipeline.tables import contract
+    from pipeline.load.tables import contract
 
     return contract()
 

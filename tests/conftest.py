@@ -8,8 +8,20 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
-SITE = FIXTURES / "site"
+#: The demo site (package data): the golden pages, listings, sitemaps and robots.txt.
+SITE = ROOT / "pipeline" / "demo" / "site"
+#: The expected record of every golden page, at the page's path under SITE.
+GOLDEN = FIXTURES / "golden"
 REJECTS = FIXTURES / "rejects"
+
+
+def expected_record(page: Path) -> Path:
+    """Where the expected record of a golden page of the demo site is kept."""
+    return GOLDEN / page.relative_to(SITE).with_suffix(".json")
+
+
+#: The golden pages of the demo site (those with an expected record).
+GOLDEN_PAGES = sorted(p for p in SITE.rglob("*.html") if expected_record(p).exists())
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.archive import ObjectCorrupt, ObjectMissing, RawArchive, content_hash
+from pipeline.acquire.archive import ObjectCorrupt, ObjectMissing, RawArchive, content_hash
 from pipeline.errors import StateError
 
 BODY = b"<html><body><h1>Osteotomy of spine</h1>" + b"<p>Summary text.</p>" * 200 + b"</html>"

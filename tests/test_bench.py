@@ -1,4 +1,4 @@
-"""Smoke test of ``python -m pipeline.bench``: it runs end to end on a tiny corpus.
+"""Smoke test of ``python -m benchmarks.bench``: it runs end to end on a tiny corpus.
 
 Nothing here is timed: the figures of a 50-page run mean nothing, only that every part of the
 benchmark (in process, whole process, ingest, crawl, overhead, stages, profile) still works and
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import bench
-from pipeline.synth import generate_page
+from benchmarks import bench
+from tests.synth import generate_page
 
 
 def test_bench_runs_end_to_end_on_50_pages(
@@ -46,7 +46,7 @@ def test_bench_runs_end_to_end_on_50_pages(
 
 
 def test_bs4_yardstick_extracts_the_same_fields_as_the_parser() -> None:
-    from pipeline.parse.page import parse_page
+    from pipeline.extract.page import parse_page
 
     for index in range(10):  # every markup style of the generator
         page = generate_page(index, seed=3)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -11,9 +12,9 @@ import polars as pl
 import pytest
 from click.testing import CliRunner, Result
 
+from pipeline.acquire.state import CrawlState
 from pipeline.cli import cli
-from pipeline.demo import SiteServer
-from pipeline.state import CrawlState
+from pipeline.demo.server import SiteServer
 from tests.conftest import REJECTS, ROOT, SITE
 
 SEED_PAGE = next(SITE.glob("code/cpt4/22212-*.html"))
@@ -322,14 +323,48 @@ def test_missing_config_file_exits_2(tmp_path: Path) -> None:
 # --- demo and schema --------------------------------------------------------------------------
 
 
-def test_demo_writes_parquet_and_csv(tmp_path: Path) -> None:
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _state_urls(state: Path) -> int:
+    with sqlite3.connect(state / "state.sqlite3") as db:
+        count: int = db.execute("SELECT count(*) FROM pages").fetchone()[0]
+        return count
+
+
+def test_demo_writes_parquet_and_csv_and_runs_again_incrementally(tmp_path: Path) -> None:
     out = tmp_path / "output"
-    result = run("demo", "--out", str(out))
+    port = str(_free_port())
+    result = run("demo", "--out", str(out), "--port", port)
     assert result.exit_code == 0, result.stderr
-    assert "parsed" in result.stderr
+    assert "parsed 24" in result.stderr
     for table in ("procedures", "steps", "similar_codes", "rejects", "runs"):
         assert (out / "parquet" / f"{table}.parquet").exists()
         assert (out / "csv" / f"{table}.csv").exists()
+    known = _state_urls(out / ".state")
+    again = run("demo", "--out", str(out), "--port", port)
+    assert again.exit_code == 0, again.stderr
+    # Same URLs (same port): nothing is due again within the refresh interval, and the state
+    # does not pile up the URLs of an earlier origin.
+    assert "parsed 0," in again.stderr, again.stderr
+    assert "fetched" not in again.stderr
+    assert _state_urls(out / ".state") == known
+    assert pl.read_parquet(out / "parquet" / "procedures.parquet").height == 24
+
+
+def test_demo_on_a_busy_port_says_so(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        result = run("demo", "--out", str(tmp_path / "o"), "--port", port)
+    assert result.exit_code == 3
+    assert "--port" in result.stderr
+    no_traceback(result)
 
 
 def test_schema_command_writes_the_published_contract(tmp_path: Path) -> None:

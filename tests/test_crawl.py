@@ -1,6 +1,6 @@
 """End-to-end crawls against real HTTP servers on 127.0.0.1.
 
-The fixture site is served by :class:`pipeline.demo.SiteServer`; faults come from
+The fixture site is served by :class:`pipeline.demo.server.SiteServer`; faults come from
 :class:`tests.faultserver.FaultServer`. Sleeps between retries are made instant by injection;
 everything else (sockets, HTTP, SQLite, Parquet) is real.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.crawl import CrawlOptions, crawl
-from pipeline.demo import SiteServer
-from tests.conftest import SITE
+from pipeline.demo.server import SiteServer
+from pipeline.run.crawl import CrawlOptions, crawl
+from tests.conftest import GOLDEN_PAGES, SITE
 from tests.faultserver import (
     Drop,
     FaultServer,
@@ -30,7 +30,7 @@ from tests.faultserver import (
     robots,
 )
 
-FIXTURE_PAGES = sorted(p for p in SITE.rglob("*.html") if p.with_suffix(".json").exists())
+FIXTURE_PAGES = GOLDEN_PAGES
 
 
 async def _instant(_: float) -> None:
@@ -134,8 +134,8 @@ def test_crawl_survives_every_fault(tmp_path: Path) -> None:
 
 
 def test_second_run_refuses_while_locked(tmp_path: Path) -> None:
+    from pipeline.acquire.state import CrawlState
     from pipeline.errors import StateLocked
-    from pipeline.state import CrawlState
 
     options = _options(tmp_path)
     with CrawlState.open(options.state), pytest.raises(StateLocked):

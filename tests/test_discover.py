@@ -10,17 +10,15 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from pipeline.discover import (
-    Scope,
+from pipeline.acquire.links import extract_links
+from pipeline.acquire.profile import classify, procedure_key
+from pipeline.acquire.sitemaps import (
     SitemapEntry,
-    classify,
-    extract_links,
-    normalize_url,
     parse_sitemap,
     parse_w3c_datetime,
-    procedure_key,
     robots_sitemaps,
 )
+from pipeline.acquire.urls import Scope, normalize_url
 from pipeline.errors import PageTooLarge, ParseError, UsageError
 
 SITE = "https://www.example.org"

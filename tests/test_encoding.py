@@ -1,4 +1,4 @@
-"""pipeline.parse.encoding: bytes -> text the way a browser decides a page's encoding.
+"""pipeline.encoding: bytes -> text the way a browser decides a page's encoding.
 
 Order: a byte-order mark wins; then the HTTP charset; then a <meta> charset within the first 1024
 bytes; then detection (strict UTF-8, a multi-byte guess, else windows-1252). Labels mean what they
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.parse.encoding import (
+from pipeline.encoding import (
     charset_from_content_type,
     decode_html,
     normalize_label,

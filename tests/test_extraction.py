@@ -18,18 +18,18 @@ from typing import Any
 import pytest
 
 from pipeline.errors import NotAProcedurePage, UsageError, VocabularyError
-from pipeline.models import CodeSystem, OtherSection
-from pipeline.normalize.codes import code_from_location
-from pipeline.normalize.text import aligned_lower
-from pipeline.parse.classify import classify
-from pipeline.parse.page import extract, parse_page
-from pipeline.parse.vocabulary import (
+from pipeline.extract.classify import classify
+from pipeline.extract.normalize.codes import code_from_location
+from pipeline.extract.normalize.text import aligned_lower
+from pipeline.extract.page import extract, parse_page
+from pipeline.extract.vocabulary import (
     RECORD_SECTIONS,
     VOCABULARY_FILE,
     Vocabulary,
     heading_key,
     load_vocabulary,
 )
+from pipeline.models import CodeSystem, OtherSection
 
 CPT = CodeSystem.CPT
 

@@ -23,6 +23,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.acquire.fetch import Fetcher, FetchLimits, FetchResult, RetryPolicy, parse_retry_after
 from pipeline.errors import (
     FetchConnectionError,
     FetchError,
@@ -37,7 +38,6 @@ from pipeline.errors import (
     TruncatedBody,
     UsageError,
 )
-from pipeline.fetch import Fetcher, FetchLimits, FetchResult, RetryPolicy, parse_retry_after
 from tests.faultserver import (
     BrokenChunked,
     BrokenGzip,

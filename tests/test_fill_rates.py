@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.load.quality import (
+    DROP_POINTS,
+    MIN_RECORDS,
+    FieldQuality,
+    QualityTally,
+    summary_lines,
+)
 from pipeline.models import ExtractionReport, Procedure
-from pipeline.quality import DROP_POINTS, MIN_RECORDS, FieldQuality, QualityTally, summary_lines
 
 
 @pytest.mark.parametrize(

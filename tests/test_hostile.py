@@ -34,12 +34,12 @@ from typing import Any
 import pytest
 
 from pipeline import errors
-from pipeline.discover import parse_sitemap
+from pipeline.acquire.sitemaps import parse_sitemap
+from pipeline.acquire.sources import PAGE_SUFFIXES
+from pipeline.extract.guard import MAX_PAGE_BYTES
+from pipeline.extract.page import PARSER_VERSION, parse_page
 from pipeline.models import LIST_SECTIONS as LIST_FIELDS
 from pipeline.models import Procedure
-from pipeline.parse.guard import MAX_PAGE_BYTES
-from pipeline.parse.page import PARSER_VERSION, parse_page
-from pipeline.sources import PAGE_SUFFIXES
 from tests.conftest import FIXTURES, ROOT
 
 HOSTILE = FIXTURES / "hostile"
@@ -193,7 +193,7 @@ def test_sitemap_gzip_bomb_is_refused_without_inflating_it() -> None:
 
 def test_formula_text_is_neutralized_in_the_csv_tables(tmp_path: Path) -> None:
     """Cells a spreadsheet would run (=, +, -, @, tab, CR first) get one leading quote."""
-    from pipeline.write import TableWriter
+    from pipeline.load.write import TableWriter
 
     path = HOSTILE / "95810-formula-text.html"
     record = parse_page(path.read_bytes(), url=str(path))

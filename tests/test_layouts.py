@@ -9,10 +9,10 @@ import time
 import pytest
 
 from pipeline.errors import NotAProcedurePage
+from pipeline.extract.blocks import css_rules, parse_styles
+from pipeline.extract.page import extract
+from pipeline.extract.plaintext import is_prose, prose_to_html
 from pipeline.models import AnesthesiaKind, OtherSection
-from pipeline.parse.blocks import css_rules, parse_styles
-from pipeline.parse.page import extract
-from pipeline.parse.plaintext import is_prose, prose_to_html
 
 URL = "https://clinic.example/procedures/cpt-60240-thyroidectomy"
 

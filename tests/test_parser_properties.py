@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from pipeline import errors
+from pipeline.extract.normalize.text import clean_item
+from pipeline.extract.page import parse_page
 from pipeline.models import LIST_SECTIONS as LIST_FIELDS
 from pipeline.models import Procedure
-from pipeline.normalize.text import clean_item
-from pipeline.parse.page import parse_page
 
 MARKER = "Zqxjv"
 #: (code, code system, label under the title, URL segment)

@@ -1,7 +1,7 @@
 """A crawl killed with SIGKILL resumes to exactly the tables of an uninterrupted crawl.
 
 The crawler runs as a real subprocess (``python -m pipeline crawl``) against a synthetic site
-(:mod:`pipeline.synth`) served by :class:`tests.faultserver.FaultServer` on 127.0.0.1; routes
+(:mod:`tests.synth`) served by :class:`tests.faultserver.FaultServer` on 127.0.0.1; routes
 have a small delay so that a run lasts a few seconds and can be killed part way. The helpers
 here are shared with ``tests/test_chaos.py``.
 
@@ -28,9 +28,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline import tables as T
-from pipeline.synth import content_type, generate_site
+from pipeline.load import tables as T
 from tests.faultserver import FaultServer, Route
+from tests.synth import content_type, generate_site
 
 #: Tables compared between runs (``runs`` and ``changes`` describe the runs themselves).
 COMPARED = (T.PROCEDURES, *T.CHILD_TABLES, T.REJECTS)
@@ -316,8 +316,8 @@ def test_death_between_publication_and_its_record_changes_nothing(
 ) -> None:
     """Killed after the tables were published but before the state knew: the replay that
     follows finds every outcome already published and changes no row, times included."""
-    from pipeline.crawl import CrawlOptions, crawl
-    from pipeline.state import CrawlState
+    from pipeline.acquire.state import CrawlState
+    from pipeline.run.crawl import CrawlOptions, crawl
 
     def killed(self: CrawlState) -> int:
         raise KeyboardInterrupt  # stands for a SIGKILL right after the publication

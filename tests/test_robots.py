@@ -11,14 +11,14 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from pipeline.acquire.fetch import Fetcher, FetchResult
+from pipeline.acquire.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse, origin_of
 from pipeline.errors import (
     FetchConnectionError,
     FetchError,
     RedirectError,
     RobotsDisallowed,
 )
-from pipeline.fetch import Fetcher, FetchResult
-from pipeline.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse, origin_of
 from tests.faultserver import Drop, FaultServer, Redirect, Route, Status, robots
 
 RULES = """\

@@ -6,7 +6,7 @@
   ``javascript:``, ``ftp:``, ``data:``...) are never requested: two more FaultServers stand for
   the "other hosts" and must receive zero requests, and no such URL even enters the crawl state.
 * With a public seed host, private and loopback addresses in any spelling are out of scope
-  (checked on :class:`~pipeline.discover.Scope` directly, since a public host cannot be served
+  (checked on :class:`~pipeline.acquire.urls.Scope` directly, since a public host cannot be served
   here), and a public name that resolves to a loopback address is refused after connecting.
 * Whatever a page's URL, code or title holds (``..``, ``%2e%2e``, encoded slashes, NUL, very long
   paths, codes with ``/``), the crawl writes nothing outside its output and state directories.
@@ -25,11 +25,12 @@ import httpx
 import polars as pl
 import pytest
 
-from pipeline.crawl import CrawlOptions, crawl, make_fetcher
-from pipeline.discover import Scope, classify, normalize_url
+from pipeline.acquire.profile import classify
+from pipeline.acquire.urls import Scope, normalize_url
 from pipeline.errors import OutOfScope
-from pipeline.synth import content_type, generate_page
+from pipeline.run.crawl import CrawlOptions, crawl, make_fetcher
 from tests.faultserver import FaultServer, Redirect, Route, robots
+from tests.synth import content_type, generate_page
 from tests.test_resume import crawl_args, serve_site
 
 PAGES = 24

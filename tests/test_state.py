@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import state as state_module
+from pipeline.acquire import state as state_module
+from pipeline.acquire.state import DB_NAME, SCHEMA_VERSION, CrawlState, Discovered
 from pipeline.errors import StateError, StateLocked, StateVersionError
-from pipeline.state import DB_NAME, SCHEMA_VERSION, CrawlState, Discovered
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -58,7 +58,7 @@ def _child(script: str, state_dir: Path) -> subprocess.Popen[str]:
         import os, sys, time
         from datetime import UTC, datetime
         from pathlib import Path
-        from pipeline.state import CrawlState, Discovered
+        from pipeline.acquire.state import CrawlState, Discovered
         state_dir = Path({str(state_dir)!r})
     """) + textwrap.dedent(script)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

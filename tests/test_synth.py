@@ -9,10 +9,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline.discover import classify, extract_links, parse_sitemap
+from pipeline.acquire.links import extract_links
+from pipeline.acquire.profile import classify
+from pipeline.acquire.sitemaps import parse_sitemap
+from pipeline.extract.page import parse_page
 from pipeline.models import CodeSystem, code_fits
-from pipeline.parse.page import parse_page
-from pipeline.synth import (
+from tests.synth import (
     PLACEHOLDER_ORIGIN,
     STYLES,
     SynthPage,

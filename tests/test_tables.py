@@ -1,4 +1,4 @@
-"""The table contract (pipeline.tables) and the pure record-to-rows conversion."""
+"""The table contract (pipeline.load.tables) and the pure record-to-rows conversion."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from pipeline import tables as T
+from pipeline.load import tables as T
+from pipeline.load.write import record_to_rows
 from pipeline.models import (
     AnesthesiaKind,
     CodeSystem,
@@ -26,7 +27,6 @@ from pipeline.models import (
     SimilarCode,
     Venue,
 )
-from pipeline.write import record_to_rows
 
 SPEC_TABLES = {
     "procedures",

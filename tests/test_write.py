@@ -20,9 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
-from pipeline import tables as T
-from pipeline import write as W
 from pipeline.errors import WriteError
+from pipeline.load import tables as T
+from pipeline.load import write as W
+from pipeline.load.write import PublishResult, TableWriter
 from pipeline.models import (
     AnesthesiaKind,
     CodeSystem,
@@ -36,7 +37,6 @@ from pipeline.models import (
     SimilarCode,
     Venue,
 )
-from pipeline.write import PublishResult, TableWriter
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -804,7 +804,7 @@ MEMORY_SCRIPT = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from test_write import Run, many_pages, publish
-    from pipeline.write import TableWriter
+    from pipeline.load.write import TableWriter
     publish(Path({out!r}), Run(list(many_pages(10))), "seed")
     with TableWriter(Path({out!r}), run_id="big", mode="crawl") as writer:
         for page in many_pages({n}, start=5):

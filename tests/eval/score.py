@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import errors
-from pipeline.parse.page import parse_page
+from pipeline.extract.page import parse_page
 
 HERE = Path(__file__).parent
 PAGES = HERE / "pages"

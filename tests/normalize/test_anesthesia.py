@@ -1,4 +1,4 @@
-"""Tests for pipeline.normalize.anesthesia."""
+"""Tests for pipeline.extract.normalize.anesthesia."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.extract.normalize.anesthesia import find_anesthesia
 from pipeline.models import AnesthesiaKind
-from pipeline.normalize.anesthesia import find_anesthesia
 
 G = AnesthesiaKind.GENERAL
 R = AnesthesiaKind.REGIONAL

@@ -1,4 +1,4 @@
-"""Tests for pipeline.normalize.codes."""
+"""Tests for pipeline.extract.normalize.codes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.models import CODE_PATTERNS, CodeSystem, code_fits
-from pipeline.normalize.codes import (
+from pipeline.extract.normalize.codes import (
     code_from_location,
     find_code,
     infer_system,
@@ -15,6 +14,7 @@ from pipeline.normalize.codes import (
     system_from_label,
     system_from_segment,
 )
+from pipeline.models import CODE_PATTERNS, CodeSystem, code_fits
 
 CPT = CodeSystem.CPT
 HCPCS = CodeSystem.HCPCS

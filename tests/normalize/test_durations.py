@@ -1,4 +1,4 @@
-"""Tests for pipeline.normalize.durations."""
+"""Tests for pipeline.extract.normalize.durations."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.normalize.durations import MinuteRange, find_duration
+from pipeline.extract.normalize.durations import MinuteRange, find_duration
 
 N = None
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.normalize.numbers."""
+"""Tests for pipeline.extract.normalize.numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.normalize.numbers import NUMBER, VAGUE, alternation, fold, parse_number
+from pipeline.extract.normalize.numbers import NUMBER, VAGUE, alternation, fold, parse_number
 
 NUMBER_RE = re.compile(NUMBER)
 VAGUE_RE = re.compile(VAGUE)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import pytest
 
+from pipeline.extract.normalize.anesthesia import find_anesthesia
+from pipeline.extract.normalize.durations import MinuteRange, find_duration
+from pipeline.extract.normalize.roles import classify_role, split_personnel
+from pipeline.extract.normalize.stay import DayRange, find_hospital_stay
+from pipeline.extract.normalize.venues import find_venues
 from pipeline.models import AnesthesiaKind, Role, Venue
-from pipeline.normalize.anesthesia import find_anesthesia
-from pipeline.normalize.durations import MinuteRange, find_duration
-from pipeline.normalize.roles import classify_role, split_personnel
-from pipeline.normalize.stay import DayRange, find_hospital_stay
-from pipeline.normalize.venues import find_venues
 
 N = None
 

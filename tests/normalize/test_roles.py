@@ -1,4 +1,4 @@
-"""Tests for pipeline.normalize.roles."""
+"""Tests for pipeline.extract.normalize.roles."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.extract.normalize.roles import classify_role, split_personnel
 from pipeline.models import Role
-from pipeline.normalize.roles import classify_role, split_personnel
 
 
 @pytest.mark.parametrize(

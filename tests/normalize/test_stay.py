@@ -1,4 +1,4 @@
-"""Tests for pipeline.normalize.stay."""
+"""Tests for pipeline.extract.normalize.stay."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.normalize.stay import DayRange, find_hospital_stay
+from pipeline.extract.normalize.stay import DayRange, find_hospital_stay
 
 N = None
 

@@ -1,4 +1,4 @@
-"""Tests for pipeline.normalize.venues."""
+"""Tests for pipeline.extract.normalize.venues."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pipeline.extract.normalize.venues import find_venues
 from pipeline.models import Venue
-from pipeline.normalize.venues import find_venues
 
 H = Venue.HOSPITAL
 ASC = Venue.AMBULATORY_SURGICAL_CENTER

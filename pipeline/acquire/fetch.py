@@ -1,0 +1,760 @@
+"""Polite, bounded, retrying HTTP fetching.
+
+One :class:`Fetcher` per run owns the HTTP client and every politeness rule::
+
+    async with Fetcher(rate=1.0) as fetcher:
+        result = await fetcher.fetch(url, etag=old_etag, last_modified=old_last_modified)
+        if result.not_modified:
+            ...
+
+What a fetch does, in order, for every hop of a redirect chain:
+
+1. **scope**: only ``http``/``https`` URLs that ``allowed_hosts`` accepts (:class:`OutOfScope` for
+   the requested URL, :class:`RedirectError` for a redirect hop); once connected, the peer's IP
+   address must pass ``allowed_address`` (a guard against names resolving inside the network);
+2. **robots.txt** (:class:`RobotsDisallowed`) (:class:`~pipeline.acquire.robots.RobotsCache`);
+3. **slots**: one of ``per_host_concurrency`` slots for the host, then one of ``concurrency``;
+4. **pace**: at least ``1 / rate`` seconds (or robots.txt's Crawl-delay, if larger) between the
+   starts of two requests to the same host;
+5. **exchange** under ``total_timeout``: the body is streamed and decompressed by this module with a
+   bounded inflater, so neither a large body nor a gzip bomb is ever held past ``max_bytes``.
+
+Failures are translated into :mod:`pipeline.errors` at this boundary. Transient ones (timeouts,
+resets, truncated bodies, 408/429/5xx) are retried by tenacity as :class:`RetryPolicy` says,
+honouring ``Retry-After``; after the last attempt the last error is raised. Terminal ones are
+raised at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Literal, Self
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+
+from pipeline import __version__
+from pipeline.acquire.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse
+from pipeline.errors import (
+    FetchConnectionError,
+    FetchTimeout,
+    HttpStatusError,
+    OutOfScope,
+    PageGone,
+    RedirectError,
+    ResponseTooLarge,
+    RetryableStatus,
+    RobotsDisallowed,
+    TerminalFetchError,
+    TransientFetchError,
+    TruncatedBody,
+    UsageError,
+)
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "FetchLimits",
+    "FetchResult",
+    "Fetcher",
+    "RetryPolicy",
+    "parse_retry_after",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USER_AGENT = (
+    f"procedure-pages-pipeline/{__version__} "
+    "(+https://github.com/procedure-pages-pipeline/procedure-pages-pipeline; "
+    "contact: see the project README)"
+)
+"""Identifies the crawler; robots.txt groups are matched on its product token."""
+
+MiB = 1024 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+SUCCESS_STATUSES = frozenset({200, 203})
+GONE_STATUSES = frozenset({404, 410})
+ACCEPT_ENCODING = "gzip, deflate"  # only what the bounded inflater below can decode
+
+Jitter = Literal["full", "decorrelated", "none"]
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """The single source of truth for retries.
+
+    ``max_attempts`` counts the first try. Between attempts the fetcher waits what the server's
+    ``Retry-After`` asks (capped at ``retry_after_cap``), otherwise an exponential backoff from
+    ``backoff_initial`` doubling up to ``backoff_max``, with ``jitter``: ``"full"`` (uniform in
+    ``[0, backoff]``), ``"decorrelated"`` (uniform in ``[initial, 3 * previous]``) or ``"none"``.
+    Only statuses in ``retry_statuses`` are retried; every other error status is terminal.
+    """
+
+    max_attempts: int = 5
+    backoff_initial: float = 0.5
+    backoff_max: float = 60.0
+    jitter: Jitter = "full"
+    retry_after_cap: float = 120.0
+    retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise UsageError(f"max_attempts must be at least 1, not {self.max_attempts}")
+        if self.backoff_initial < 0 or self.backoff_max < self.backoff_initial:
+            raise UsageError("backoff needs 0 <= backoff_initial <= backoff_max")
+        if self.retry_after_cap < 0:
+            raise UsageError("retry_after_cap must not be negative")
+        if self.jitter not in ("full", "decorrelated", "none"):
+            raise UsageError(f"unknown jitter {self.jitter!r}")
+
+    def backoff(
+        self, attempt: int, *, previous: float | None = None, rng: random.Random | None = None
+    ) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based) with no Retry-After."""
+        rng = rng or random.Random()
+        ceiling = min(self.backoff_max, self.backoff_initial * 2.0 ** min(attempt - 1, 64))
+        if self.jitter == "none":
+            return ceiling
+        if self.jitter == "full":
+            return rng.uniform(0.0, ceiling)
+        base = previous if previous is not None else self.backoff_initial
+        return min(self.backoff_max, rng.uniform(self.backoff_initial, base * 3.0))
+
+    def retry_after_wait(self, retry_after: float) -> float:
+        """The wait for a server's Retry-After, never negative and at most ``retry_after_cap``."""
+        return min(max(retry_after, 0.0), self.retry_after_cap)
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """Bounds on one request: body size, timeouts (seconds) and redirect hops.
+
+    ``total_timeout`` bounds one whole exchange (headers and body) so that a server trickling
+    bytes slower than ``read_timeout`` notices cannot hold a request forever.
+    """
+
+    max_bytes: int = 5 * MiB
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    total_timeout: float = 60.0
+    max_redirects: int = 5
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.max_redirects < 0:
+            raise UsageError("max_bytes must be positive and max_redirects not negative")
+        if min(self.connect_timeout, self.read_timeout, self.total_timeout) <= 0:
+            raise UsageError("timeouts must be positive")
+
+
+# --- result ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """One fetched page: a 200 with its (decompressed) body, or a 304 with an empty body."""
+
+    url: str
+    final_url: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    charset: str | None
+    etag: str | None
+    last_modified: str | None
+    fetched_at: datetime
+    attempts: int
+    elapsed: float
+
+    @property
+    def not_modified(self) -> bool:
+        """True when the server answered 304 to a conditional request."""
+        return self.status == 304
+
+
+@dataclass(frozen=True)
+class _Response:
+    """What one hop brought back, before the status is judged."""
+
+    url: httpx.URL
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes = b""
+    charset: str | None = None
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds a ``Retry-After`` value asks for (delta-seconds or HTTP-date), or None if unusable.
+
+    A date in the past gives 0; a naive date is taken as UTC.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _utc_now() -> datetime:
+    """The default clock: now, in UTC."""
+    return datetime.now(UTC)
+
+
+def _host_key(url: httpx.URL) -> str:
+    """The key for per-host slots and pacing: host and explicit port."""
+    return f"{url.host}:{url.port}" if url.port else url.host
+
+
+def _lower_headers(headers: httpx.Headers) -> dict[str, str]:
+    """Response headers as a plain dict with lower-case names (repeated fields joined)."""
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def _content_length(headers: dict[str, str]) -> int | None:
+    """The announced Content-Length, or None when absent or malformed."""
+    value = headers.get("content-length", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+# --- bounded decompression -------------------------------------------------------------------
+
+
+def _has_zlib_header(data: bytes) -> bool:
+    """Whether a deflate body starts with a zlib header (RFC 1950) rather than raw deflate."""
+    return len(data) >= 2 and (data[0] & 0x0F) == 8 and (data[0] << 8 | data[1]) % 31 == 0
+
+
+class _Inflater:
+    """Decodes a Content-Encoding chunk by chunk, never producing more than it is asked for.
+
+    ``httpx``'s own decoders inflate a whole network chunk at once (64 KiB of gzip can inflate
+    to 64 MiB), so the fetcher reads raw bytes and decodes them here with ``max_length``.
+    """
+
+    def __init__(self, encoding: str, source: str) -> None:
+        self._encoding = encoding
+        self._source = source
+        self._zlib: zlib._Decompress | None = None
+        if encoding in ("gzip", "x-gzip"):
+            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._seen_input = False
+
+    @classmethod
+    def for_headers(cls, headers: dict[str, str], source: str) -> _Inflater:
+        """The inflater for a response's Content-Encoding (identity when absent)."""
+        codings = [
+            c.strip().lower() for c in headers.get("content-encoding", "").split(",") if c.strip()
+        ]
+        codings = [c for c in codings if c != "identity"]
+        if not codings:
+            return cls("identity", source)
+        if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
+            raise TerminalFetchError(
+                f"unsupported Content-Encoding {headers['content-encoding']!r}", source=source
+            )
+        return cls(codings[0], source)
+
+    def feed(self, data: bytes, limit: int) -> bytes:
+        """Decode ``data``, returning at most ``limit`` bytes (``limit`` reached means: too big)."""
+        if not data:
+            return b""
+        self._seen_input = True
+        if self._encoding == "identity":
+            return data
+        if self._zlib is None:  # deflate: zlib-wrapped per RFC, raw in the wild
+            wbits = zlib.MAX_WBITS if _has_zlib_header(data) else -zlib.MAX_WBITS
+            self._zlib = zlib.decompressobj(wbits)
+        if self._zlib.eof:
+            return b""  # trailing bytes after the end of the stream are ignored
+        try:
+            return self._zlib.decompress(data, limit)
+        except zlib.error as exc:
+            raise TruncatedBody(
+                f"corrupt {self._encoding} stream: {exc}", source=self._source
+            ) from exc
+
+    def finish(self) -> None:
+        """Check that a compressed stream was complete."""
+        if self._zlib is not None and self._seen_input and not self._zlib.eof:
+            raise TruncatedBody(f"{self._encoding} stream ended early", source=self._source)
+
+
+def _check_size(body: bytes, *, max_bytes: int, truncate: bool, source: str) -> bytes:
+    """Apply the size limit to a body that is already in memory."""
+    if len(body) <= max_bytes:
+        return body
+    if truncate:
+        return body[:max_bytes]
+    raise ResponseTooLarge(f"body is over the limit of {max_bytes} bytes", source=source)
+
+
+async def _read_body(
+    response: httpx.Response, *, max_bytes: int, truncate: bool, source: str
+) -> bytes:
+    """Stream, decode and size-check a body; ``truncate`` keeps the first ``max_bytes`` instead."""
+    headers = _lower_headers(response.headers)
+    announced = _content_length(headers)
+    if announced is not None and announced > max_bytes and not truncate:
+        raise ResponseTooLarge(
+            f"Content-Length {announced} is over the limit of {max_bytes} bytes", source=source
+        )
+    if response.is_stream_consumed:  # built from bytes (e.g. httpx.MockTransport): already read
+        return _check_size(response.content, max_bytes=max_bytes, truncate=truncate, source=source)
+    inflater = _Inflater.for_headers(headers, source)
+    body = bytearray()
+    received = 0
+    try:
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            body += inflater.feed(chunk, max_bytes - len(body) + 1)
+            if len(body) > max_bytes:
+                if truncate:
+                    return bytes(body[:max_bytes])
+                raise ResponseTooLarge(
+                    f"body is over the limit of {max_bytes} bytes (after decoding)", source=source
+                )
+    except httpx.TimeoutException as exc:
+        raise FetchTimeout(f"timed out reading the body: {exc!r}", source=source) from exc
+    except httpx.TransportError as exc:
+        raise TruncatedBody(f"body cut short: {exc!r}", source=source) from exc
+    inflater.finish()
+    if announced is not None and received < announced:
+        raise TruncatedBody(f"got {received} of {announced} announced bytes", source=source)
+    return bytes(body)
+
+
+# --- politeness ------------------------------------------------------------------------------
+
+
+class _HostPacer:
+    """Keeps the starts of requests to one host at least an interval apart.
+
+    Callers for one host queue on a lock; each sleeps until the interval since the previous
+    start has passed, then records its own start on the (injected) monotonic clock.
+    """
+
+    def __init__(
+        self, monotonic: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
+    ) -> None:
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._last_start: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def wait_turn(self, host: str, interval: float) -> None:
+        """Sleep until ``host`` may be sent its next request, and mark that start."""
+        async with self._locks.setdefault(host, asyncio.Lock()):
+            last = self._last_start.get(host)
+            if last is not None:
+                delay = last + interval - self._monotonic()
+                if delay > 0:
+                    await self._sleep(delay)
+            self._last_start[host] = self._monotonic()
+
+
+class _RetryWait:
+    """tenacity ``wait``: the server's Retry-After if it sent one, else the policy's backoff."""
+
+    def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
+        self._policy = policy
+        self._rng = rng
+        self._previous: float | None = None
+
+    def __call__(self, state: RetryCallState) -> float:
+        """Seconds to sleep before the next attempt."""
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, RetryableStatus) and exc.retry_after is not None:
+            return self._policy.retry_after_wait(exc.retry_after)
+        delay = self._policy.backoff(state.attempt_number, previous=self._previous, rng=self._rng)
+        self._previous = delay
+        return delay
+
+
+def _log_retry(state: RetryCallState) -> None:
+    """tenacity ``before_sleep``: say what failed and how long the fetcher waits."""
+    exc = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    log.info("attempt %d failed (%s); retrying in %.2f s", state.attempt_number, exc, wait)
+
+
+# --- the fetcher -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Hop:
+    """Per-request settings for walking a redirect chain."""
+
+    headers: dict[str, str]
+    source: str
+    max_bytes: int
+    truncate: bool = False
+    check_robots: bool = True
+    seen: set[str] = field(default_factory=set)
+
+
+class Fetcher:
+    """Fetches pages politely: scoped, robots-aware, rate-limited, bounded and retried.
+
+    Use it as an async context manager; a client it created itself is closed on exit, an
+    injected ``client`` is left to its owner. ``rate`` is requests per second per host (0: no
+    limit). ``sleep``, ``clock``, ``monotonic`` and ``rng`` are injectable so tests run instantly
+    and deterministically.
+
+    ``allowed_hosts`` is called with every absolute URL about to be requested (the page and each
+    redirect hop, fragment removed) and says whether it is in scope; it takes the whole URL so a
+    :meth:`pipeline.acquire.urls.Scope.allows` fits as is. ``allowed_address`` is called with the IP
+    address actually connected to; a refusal raises :class:`OutOfScope` before the body is read
+    (the request itself has then been sent: this catches, it does not prevent).
+    """
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        user_agent: str = DEFAULT_USER_AGENT,
+        policy: RetryPolicy = RetryPolicy(),  # frozen: a shared default is safe
+        limits: FetchLimits = FetchLimits(),
+        concurrency: int = 8,
+        per_host_concurrency: int = 2,
+        rate: float = 1.0,
+        allowed_hosts: Callable[[str], bool] | None = None,
+        allowed_address: Callable[[str], bool] | None = None,
+        obey_robots: bool = True,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], datetime] = _utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        if concurrency < 1 or per_host_concurrency < 1:
+            raise UsageError("concurrency and per_host_concurrency must be at least 1")
+        if rate < 0:
+            raise UsageError(f"rate must not be negative, not {rate}")
+        self.user_agent = user_agent
+        self.policy = policy
+        self.limits = limits
+        self.rate = rate
+        self.obey_robots = obey_robots
+        self._allowed_hosts = allowed_hosts
+        self._allowed_address = allowed_address
+        self._sleep = sleep
+        self._clock = clock
+        self._monotonic = monotonic
+        self._rng = rng or random.Random()
+        self._per_host_concurrency = per_host_concurrency
+        self._global_slots = asyncio.Semaphore(concurrency)
+        self._host_slots: dict[str, asyncio.Semaphore] = {}
+        self._pacer = _HostPacer(monotonic, sleep)
+        self._owns_client = client is None
+        self._client = client or self._make_client(transport, concurrency)
+        self.robots = RobotsCache(
+            self._fetch_robots_txt, user_agent=_product_token(user_agent), monotonic=monotonic
+        )
+
+    def _make_client(
+        self, transport: httpx.AsyncBaseTransport | None, concurrency: int
+    ) -> httpx.AsyncClient:
+        """An HTTP/2-capable client with the timeouts and pool size of this fetcher."""
+        lim = self.limits
+        return httpx.AsyncClient(
+            http2=True,
+            transport=transport,
+            follow_redirects=False,
+            timeout=httpx.Timeout(
+                connect=lim.connect_timeout,
+                read=lim.read_timeout,
+                write=lim.read_timeout,
+                pool=lim.total_timeout,
+            ),
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            headers={"User-Agent": self.user_agent},
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this fetcher created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    # -- public -------------------------------------------------------------------------------
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> FetchResult:
+        """Fetch ``url`` (conditionally when ``etag``/``last_modified`` are given).
+
+        Returns a 200 result with the body or a 304 result (``not_modified``). Raises a
+        :class:`~pipeline.errors.FetchError`: a terminal one at once, a transient one once
+        ``policy.max_attempts`` attempts have failed (the last attempt's error).
+        """
+        started = self._monotonic()
+        target = self._check_scope(url, source=url, hop=False)
+        headers = self._request_headers(etag, last_modified)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.max_attempts),
+            wait=_RetryWait(self.policy, self._rng),
+            retry=retry_if_exception_type(TransientFetchError),
+            sleep=self._sleep,
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        response: _Response | None = None
+        attempts = 0
+        async for attempt in retrying:
+            with attempt:
+                attempts = attempt.retry_state.attempt_number
+                hop = _Hop(headers=headers, source=url, max_bytes=self.limits.max_bytes)
+                response = await self._follow(target, hop)
+                self._judge(response, conditional=bool(etag or last_modified), source=url)
+        assert response is not None  # the loop either set it or raised
+        return self._result(
+            url,
+            response,
+            attempts=attempts,
+            started=started,
+            etag=etag,
+            last_modified=last_modified,
+        )
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _request_headers(self, etag: str | None, last_modified: str | None) -> dict[str, str]:
+        """User-Agent, Accept-Encoding and the conditional headers."""
+        headers = {"User-Agent": self.user_agent, "Accept-Encoding": ACCEPT_ENCODING}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        return headers
+
+    def _check_scope(self, url: str | httpx.URL, *, source: str, hop: bool) -> httpx.URL:
+        """Parse ``url`` and refuse it unless http(s) and on an allowed host."""
+        error = RedirectError if hop else OutOfScope
+        what = "redirect to" if hop else "URL"
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise error(f"invalid {what} {url!s}: {exc}", source=source) from exc
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise error(f"{what} {url!s} is not an absolute http(s) URL", source=source)
+        parsed = parsed.copy_with(fragment=None)
+        if self._allowed_hosts is not None and not self._allowed_hosts(str(parsed)):
+            raise error(f"{what} {url!s}: host {parsed.host} is out of scope", source=source)
+        return parsed
+
+    async def _check_robots(self, url: httpx.URL, source: str) -> None:
+        """Raise :class:`RobotsDisallowed` unless robots.txt lets this fetcher have ``url``."""
+        if await self.robots.can_fetch(str(url)):
+            return
+        status = await self.robots.status(str(url))
+        if status.state == "disallow_all":
+            reason = f"robots.txt unreachable ({status.reason}); RFC 9309: disallow all"
+        else:
+            reason = f"robots.txt disallows {url.raw_path.decode('ascii')}"
+        raise RobotsDisallowed(reason, source=source)
+
+    async def _interval(self, url: httpx.URL) -> float:
+        """Minimum seconds between request starts to this host (rate or Crawl-delay)."""
+        interval = 1.0 / self.rate if self.rate > 0 else 0.0
+        if self.obey_robots:
+            delay = await self.robots.crawl_delay(str(url))
+            if delay is not None and delay > interval:
+                interval = delay
+        return interval
+
+    async def _follow(self, url: httpx.URL, hop: _Hop) -> _Response:
+        """Walk the redirect chain from ``url`` by hand, checking each hop."""
+        hop.seen = {str(url)}
+        for _ in range(self.limits.max_redirects + 1):
+            if hop.check_robots and self.obey_robots:
+                await self._check_robots(url, hop.source)
+            interval = await self._interval(url) if hop.check_robots else self._base_interval()
+            response = await self._exchange(url, hop, interval)
+            if response.status not in REDIRECT_STATUSES:
+                return response
+            url = self._redirect_target(response, hop)
+        raise RedirectError(
+            f"more than {self.limits.max_redirects} redirects, last to {url}", source=hop.source
+        )
+
+    def _base_interval(self) -> float:
+        """The interval from ``rate`` alone."""
+        return 1.0 / self.rate if self.rate > 0 else 0.0
+
+    def _redirect_target(self, response: _Response, hop: _Hop) -> httpx.URL:
+        """The next hop's URL, refusing a missing Location, a scope exit or a loop."""
+        location = response.headers.get("location")
+        if not location:
+            raise RedirectError(f"{response.status} redirect without a Location", source=hop.source)
+        try:
+            joined = response.url.join(location)
+        except httpx.InvalidURL as exc:
+            raise RedirectError(f"bad Location {location!r}: {exc}", source=hop.source) from exc
+        target = self._check_scope(joined, source=hop.source, hop=True)
+        if str(target) in hop.seen:
+            raise RedirectError(f"redirect loop back to {target}", source=hop.source)
+        hop.seen.add(str(target))
+        return target
+
+    @asynccontextmanager
+    async def _slots(self, host: str) -> AsyncIterator[None]:
+        """Hold a per-host slot, then a global one."""
+        slot = self._host_slots.get(host)
+        if slot is None:
+            slot = self._host_slots[host] = asyncio.Semaphore(self._per_host_concurrency)
+        async with slot, self._global_slots:
+            yield
+
+    async def _exchange(self, url: httpx.URL, hop: _Hop, interval: float) -> _Response:
+        """One paced request under ``total_timeout``; the body is read only for a success."""
+        host = _host_key(url)
+        async with self._slots(host):
+            await self._pacer.wait_turn(host, interval)
+            try:
+                async with asyncio.timeout(self.limits.total_timeout):
+                    return await self._send(url, hop)
+            except TimeoutError as exc:
+                raise FetchTimeout(
+                    f"no complete answer within {self.limits.total_timeout} s", source=hop.source
+                ) from exc
+
+    async def _send(self, url: httpx.URL, hop: _Hop) -> _Response:
+        """Send the GET and stream the answer; transport errors become fetch errors."""
+        try:
+            async with self._client.stream(
+                "GET", url, headers=hop.headers, follow_redirects=False
+            ) as response:
+                self._check_peer(response, url, hop.source)
+                body = b""
+                if response.status_code in SUCCESS_STATUSES:
+                    body = await _read_body(
+                        response, max_bytes=hop.max_bytes, truncate=hop.truncate, source=hop.source
+                    )
+                return _Response(
+                    url=url,
+                    status=response.status_code,
+                    reason=response.reason_phrase,
+                    headers=_lower_headers(response.headers),
+                    body=body,
+                    charset=response.charset_encoding,
+                )
+        except httpx.TimeoutException as exc:
+            raise FetchTimeout(f"{type(exc).__name__} on {url}", source=hop.source) from exc
+        except httpx.TransportError as exc:
+            raise FetchConnectionError(f"{exc!r} on {url}", source=hop.source) from exc
+        except (
+            httpx.InvalidURL
+        ) as exc:  # httpx parses a redirect's Location even when not following
+            raise RedirectError(f"unusable redirect from {url}: {exc}", source=hop.source) from exc
+
+    def _check_peer(self, response: httpx.Response, url: httpx.URL, source: str) -> None:
+        """Refuse the answer if the connection went to an address out of scope."""
+        if self._allowed_address is None:
+            return
+        peer = _peer_address(response)
+        if peer is not None and not self._allowed_address(peer):
+            raise OutOfScope(f"{url.host} is at {peer}, an address out of scope", source=source)
+
+    def _judge(self, response: _Response, *, conditional: bool, source: str) -> None:
+        """Raise the right error for a status that is not a success."""
+        status = response.status
+        if status in SUCCESS_STATUSES or (status == 304 and conditional):
+            return
+        reason = f"HTTP {status} {response.reason}".rstrip()
+        if status in self.policy.retry_statuses:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
+            raise RetryableStatus(reason, source=source, status=status, retry_after=retry_after)
+        if status in GONE_STATUSES:
+            raise PageGone(reason, source=source, status=status)
+        raise HttpStatusError(reason, source=source, status=status)
+
+    def _result(
+        self,
+        url: str,
+        response: _Response,
+        *,
+        attempts: int,
+        started: float,
+        etag: str | None,
+        last_modified: str | None,
+    ) -> FetchResult:
+        """Build the :class:`FetchResult`; a 304 keeps the validators that were sent."""
+        not_modified = response.status == 304
+        return FetchResult(
+            url=url,
+            final_url=str(response.url),
+            status=response.status,
+            headers=response.headers,
+            body=b"" if not_modified else response.body,
+            charset=None if not_modified else response.charset,
+            etag=response.headers.get("etag") or (etag if not_modified else None),
+            last_modified=response.headers.get("last-modified")
+            or (last_modified if not_modified else None),
+            fetched_at=self._clock(),
+            attempts=attempts,
+            elapsed=self._monotonic() - started,
+        )
+
+    async def _fetch_robots_txt(self, robots_url: str) -> RobotsResponse:
+        """The :class:`RobotsCache` fetch: one try, any status returned, body cut at 500 KiB.
+
+        Redirects are followed (scope-checked); transport failures raise transient errors,
+        redirect trouble a terminal one, as :class:`RobotsCache` expects.
+        """
+        target = self._check_scope(robots_url, source=robots_url, hop=False)
+        hop = _Hop(
+            headers=self._request_headers(None, None),
+            source=robots_url,
+            max_bytes=ROBOTS_MAX_BYTES,
+            truncate=True,
+            check_robots=False,
+        )
+        response = await self._follow(target, hop)
+        return RobotsResponse(status=response.status, body=response.body)
+
+
+def _peer_address(response: httpx.Response) -> str | None:
+    """The IP address the response came from, when the transport tells (not for mocks)."""
+    stream = response.extensions.get("network_stream")
+    if stream is None:
+        return None
+    try:
+        address = stream.get_extra_info("server_addr")
+    except Exception:  # a transport without the extra info
+        return None
+    return str(address[0]) if address else None
+
+
+def _product_token(user_agent: str) -> str:
+    """The product token robots.txt groups are matched on ("name" of "name/1.0 (...)")."""
+    token = user_agent.split("/", 1)[0].split(None, 1)
+    return token[0] if token else user_agent

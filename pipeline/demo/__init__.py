@@ -1,0 +1,1 @@
+"""``pipeline demo``: the bundled site (package data) served on loopback."""
