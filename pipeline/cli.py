@@ -164,6 +164,8 @@ def _crawl_options(settings: Settings) -> CrawlOptions:
         obey_robots=settings.obey_robots,
         allowed_hosts=tuple(settings.allowed_hosts),
         user_agent=settings.user_agent,
+        profile=settings.profile(),
+        workers=settings.workers,
     )
 
 
@@ -203,7 +205,13 @@ def ingest_cmd(
     settings = _settings(
         config=config, out=out, timeout=timeout, log_format=log_format, progress=progress
     )
-    result = ingest(list(inputs), settings.out, timeout=timeout, show_progress=settings.progress)
+    result = ingest(
+        list(inputs),
+        settings.out,
+        timeout=timeout,
+        show_progress=settings.progress,
+        workers=settings.workers,
+    )
     _report(result, settings)
 
 

@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from pipeline import __version__
+from pipeline.acquire.profile import REFERENCE, SiteProfile
 from pipeline.errors import UsageError
 
 DEFAULT_CONFIG_FILE = Path("pipeline.toml")
@@ -73,10 +74,48 @@ class Settings(BaseSettings):
         default_factory=list, description="Hosts besides the seeds' that the crawl may visit."
     )
     user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1)
+    follow: list[str] = Field(
+        default_factory=lambda: list(REFERENCE.follow),
+        description="Links found on pages are followed when they match one of these regular "
+        "expressions (searched in the URL); default: the reference site's pages and listings.",
+    )
+    deny: list[str] = Field(
+        default_factory=list, description="Links matching one of these are never followed."
+    )
+    listing: list[str] = Field(
+        default_factory=lambda: list(REFERENCE.listing),
+        description="URLs of pages of links (fetched for their links, never extracted).",
+    )
+    pages: list[str] = Field(
+        default_factory=lambda: list(REFERENCE.pages),
+        description="URLs of pages to extract when given as seeds (other seeds are navigation).",
+    )
+    workers: int | None = Field(
+        None, ge=1, le=256, description="Processes that extract pages; default: every core."
+    )
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text or JSON.")
     progress: bool | None = Field(None, description="Progress bars; default: only on a terminal.")
 
     _interval = field_validator("refresh_after", mode="before")(parse_interval)
+
+    @field_validator("follow", "deny", "listing", "pages")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from exc
+        return value
+
+    def profile(self) -> SiteProfile:
+        """The site's URL layout these settings describe."""
+        return SiteProfile(
+            follow=tuple(self.follow),
+            deny=tuple(self.deny),
+            listing=tuple(self.listing),
+            pages=tuple(self.pages),
+        )
 
     @classmethod
     def settings_customise_sources(

@@ -42,6 +42,9 @@ from __future__ import annotations
 from typing import ClassVar, Literal
 
 Stage = Literal["fetch", "parse", "validate", "write", "state", "usage"]
+#: What a page that is not a procedure page is instead (:class:`NotAProcedurePage`).
+PageKind = Literal["not_found", "listing", "condition", "unknown"]
+PAGE_KINDS: tuple[PageKind, ...] = ("not_found", "listing", "condition", "unknown")
 
 
 class PipelineError(Exception):
@@ -202,7 +205,7 @@ class NotAProcedurePage(ParseError):
         reason: str,
         *,
         source: str | None = None,
-        page_kind: Literal["not_found", "listing", "condition", "unknown"] = "unknown",
+        page_kind: PageKind = "unknown",
     ) -> None:
         super().__init__(reason, source=source)
         self.page_kind = page_kind

@@ -9,7 +9,7 @@ Schema written to ``schemas/procedure.schema.json`` is generated from these mode
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
@@ -243,3 +243,20 @@ class ExtractionReport:
     chrome_blocks: int = 0
     chrome_chars: int = 0
     tiers: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __reduce__(self) -> tuple[Callable[..., ExtractionReport], tuple[object, ...]]:
+        # A read-only mapping does not pickle; the report crosses process boundaries (the build
+        # stage's workers), so it travels as a dict and is made read-only again.
+        return (
+            _report,
+            (self.headings, self.unclassified, self.chrome_blocks, self.chrome_chars,
+             dict(self.tiers)),
+        )  # fmt: skip
+
+
+def _report(
+    headings: int, unclassified: int, chrome_blocks: int, chrome_chars: int, tiers: dict[str, str]
+) -> ExtractionReport:
+    return ExtractionReport(
+        headings, unclassified, chrome_blocks, chrome_chars, MappingProxyType(tiers)
+    )

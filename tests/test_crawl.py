@@ -114,9 +114,29 @@ def _fault_routes() -> dict[str, Route]:
 def test_crawl_survives_every_fault(tmp_path: Path) -> None:
     options = _options(tmp_path, timeout=0.5, max_retries=2)
     with FaultServer(_fault_routes()) as server:
+        # A sitemap entry of another shape (an old URL) that redirects to the page: fetched
+        # because a sitemap lists it, whatever its shape, and kept under the URL listed.
+        old = server.url("/old/knee-replacement.php")
+        server.routes["/robots.txt"] = robots(
+            "User-agent: *\nDisallow: /code/icd10cm/Z51.11-private\n"
+            f"Sitemap: {server.url('/sitemap.xml')}\n"
+        )
+        server.routes["/sitemap.xml"] = Route(
+            '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+            f"<url><loc>{old}</loc></url></urlset>",
+            content_type="application/xml",
+        )
+        server.routes["/old/knee-replacement.php"] = Route(
+            "", fault=Redirect("/code/cpt4/27447-arthroplasty", status=301)
+        )
+        server.routes["/code/cpt4/27447-arthroplasty"] = Route(_page("27447"))
         result = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
     procedures = _table(options, "procedures")
-    assert set(procedures["code"].to_list()) == {"22212", "45378", "G0105", "G0202", "0042T"}
+    assert set(procedures["code"].to_list()) == {
+        "22212", "45378", "G0105", "G0202", "0042T", "27447"
+    }  # fmt: skip
+    moved = procedures.filter(pl.col("code") == "27447")
+    assert moved["source_url"].to_list() == [old]
     rejects = _table(options, "rejects")
     by_path = {
         source.rsplit("/", 1)[-1]: kind

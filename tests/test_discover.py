@@ -11,7 +11,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from pipeline.acquire.links import extract_links
-from pipeline.acquire.profile import classify, procedure_key
+from pipeline.acquire.profile import REFERENCE, SiteProfile
 from pipeline.acquire.sitemaps import (
     SitemapEntry,
     parse_sitemap,
@@ -192,32 +192,54 @@ def test_bad_extra_host_is_a_usage_error() -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "kind", "key"),
+    ("path", "kind", "followed"),
     [
-        ("/code/cpt4/22212-osteotomy-of-spine", "procedure", ("cpt4", "22212")),
-        ("/code/cpt4/0042T-ct-perfusion", "procedure", ("cpt4", "0042T")),
-        ("/code/hcpcs/g0202-screening-mammography", "procedure", ("hcpcs", "G0202")),
-        (
-            "/code/icd10cm/J06.9-acute-upper-respiratory-infection",
-            "procedure",
-            ("icd10cm", "J06.9"),
-        ),
-        ("/code/icd10pcs/0SRC0J9-replacement", "procedure", ("icd10pcs", "0SRC0J9")),
-        ("/code/cpt4/22212", "procedure", ("cpt4", "22212")),
-        ("/code/list/A", "listing", None),
-        ("/code/list/cpt4/2", "listing", None),
-        ("/sitemap.xml", "sitemap", None),
-        ("/sitemaps/codes-1.xml.gz", "sitemap", None),
-        ("/robots.txt", "robots", None),
-        ("/code/snomed/123-x", "other", None),
-        ("/code/cpt4/about-us", "other", None),
-        ("/code/list", "other", None),
-        ("/", "other", None),
+        ("/code/cpt4/22212-osteotomy-of-spine", "page", True),
+        ("/code/cpt4/0042T-ct-perfusion", "page", True),
+        ("/code/hcpcs/g0202-screening-mammography", "page", True),
+        ("/code/icd10cm/J06.9-acute-upper-respiratory-infection", "page", True),
+        ("/code/icd10pcs/0SRC0J9-replacement", "page", True),
+        ("/code/cpt4/22212", "page", True),
+        ("/code/list/A", "listing", True),
+        ("/code/list/cpt4/2", "listing", True),
+        ("/sitemap.xml", "sitemap", False),
+        ("/sitemaps/codes-1.xml.gz", "sitemap", False),
+        ("/robots.txt", "robots", False),
+        ("/code/snomed/123-x", "page", False),
+        ("/code/cpt4/about-us", "page", False),
+        ("/about", "page", False),
+        ("/", "listing", False),
     ],
 )
-def test_classify(path: str, kind: str, key: tuple[str, str] | None) -> None:
-    assert classify(SITE + path) == kind
-    assert procedure_key(SITE + path) == key
+def test_reference_profile(path: str, kind: str, followed: bool) -> None:
+    assert REFERENCE.kind(SITE + path) == kind
+    assert REFERENCE.follows(SITE + path) is followed
+
+
+def test_a_seed_is_navigation_unless_it_is_shaped_like_a_page() -> None:
+    assert REFERENCE.kind(SITE + "/start", seed=True) == "listing"
+    assert REFERENCE.kind(SITE + "/code/cpt4/22212-x", seed=True) == "page"
+
+
+def test_another_sites_layout() -> None:
+    profile = SiteProfile(
+        follow=(r"/health/procedures/",),
+        deny=(r"/print/", r"\?share="),
+        listing=(r"/a-z/",),
+        pages=(),
+    )
+    assert profile.follows(SITE + "/health/procedures/knee-arthroscopy")
+    assert not profile.follows(SITE + "/health/procedures/print/knee-arthroscopy")
+    assert not profile.follows(SITE + "/health/procedures/knee?share=1")
+    assert not profile.follows(SITE + "/code/cpt4/22212-x")  # the reference layout is not assumed
+    assert profile.kind(SITE + "/health/procedures/knee-arthroscopy") == "page"
+    assert profile.kind(SITE + "/health/a-z/k") == "listing"
+    assert profile.kind(SITE + "/health/", seed=True) == "listing"
+
+
+def test_a_bad_pattern_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="follow pattern"):
+        SiteProfile(follow=("(unclosed",))
 
 
 # --- sitemaps --------------------------------------------------------------------------------

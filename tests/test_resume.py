@@ -214,11 +214,11 @@ def assert_same_tables(got: Mapping[str, pl.DataFrame], want: Mapping[str, pl.Da
 
 
 def state_fetch_times(state: Path) -> dict[str, datetime]:
-    """``last_fetched`` of every procedure page the state holds as fetched (read-only)."""
+    """``last_fetched`` of every page the state holds as fetched (read-only)."""
     conn = sqlite3.connect(f"file:{state / 'state.sqlite3'}?mode=ro", uri=True, timeout=10)
     try:
         rows = conn.execute(
-            "SELECT url, last_fetched FROM pages WHERE kind = 'procedure'"
+            "SELECT url, last_fetched FROM pages WHERE kind = 'page'"
             " AND status = 'fetched' AND last_fetched IS NOT NULL"
         ).fetchall()
     finally:

@@ -25,7 +25,7 @@ import httpx
 import polars as pl
 import pytest
 
-from pipeline.acquire.profile import classify
+from pipeline.acquire.profile import REFERENCE
 from pipeline.acquire.urls import Scope, normalize_url
 from pipeline.errors import OutOfScope
 from pipeline.run.crawl import CrawlOptions, crawl, make_fetcher
@@ -34,6 +34,11 @@ from tests.synth import content_type, generate_page
 from tests.test_resume import crawl_args, serve_site
 
 PAGES = 24
+
+
+def _procedure_url(url: str) -> bool:
+    """A link the reference profile follows to a page (not a listing)."""
+    return REFERENCE.follows(url) and REFERENCE.kind(url) == "page"
 
 
 async def _instant(_: float) -> None:
@@ -425,7 +430,7 @@ def test_nothing_is_written_outside_out_and_state(tmp_path: Path) -> None:
             normalized = normalize_url(server.url(path))
             assert normalized is not None
             served = urlsplit(normalized).path
-            if classify(normalized) == "procedure":
+            if _procedure_url(normalized):
                 pages.add(served)
             route = Route(_hostile_body(index, path), content_type="text/html")
             server.routes[path] = server.routes[served] = route

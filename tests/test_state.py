@@ -198,7 +198,9 @@ def test_lifecycle_of_outcomes(state: CrawlState) -> None:
         terminal=False,
         at=T0,
     )
-    state.record_rejected(_url(6), "parse", "not a procedure page", T0, content_hash="b" * 64)
+    state.record_rejected(
+        _url(6), "parse", "not_a_procedure_page", "no procedure content", T0, content_hash="b" * 64
+    )
     assert state.counts() == {
         "pending": 1,
         "fetched": 1,
@@ -212,14 +214,22 @@ def test_lifecycle_of_outcomes(state: CrawlState) -> None:
     assert (fetched.etag, fetched.content_hash, fetched.last_changed) == ('"v1"', "a" * 64, T0)
     failed = state.get(_url(4))
     assert failed is not None
-    assert (failed.attempts, failed.last_status, failed.last_error) == (
+    # Typed: the stage and kind have columns of their own, the reason is only the reason.
+    assert (failed.attempts, failed.last_status, failed.error_stage, failed.error_kind) == (
         1,
         403,
-        "http_status_error: 403",
+        "fetch",
+        "http_status_error",
     )
+    assert failed.last_error == "403"
     rejected = state.get(_url(6))
     assert rejected is not None
-    assert (rejected.content_hash, rejected.last_error) == ("b" * 64, "parse: not a procedure page")
+    assert (rejected.content_hash, rejected.error_stage, rejected.error_kind) == (
+        "b" * 64,
+        "parse",
+        "not_a_procedure_page",
+    )
+    assert rejected.last_error == "no procedure content"
 
     # Next run: only the transient failure is due again; with a refresh period, everything is.
     state.begin_run()
@@ -354,8 +364,8 @@ def test_iter_archived_pages_through_stored_bodies(
         _fetched(state, _url(n), digest=f"{n}" * 64)
     state.record_unchanged(_url(2), T0 + timedelta(days=1))
     state.record_gone(_url(3), 404, T0)
-    state.record_rejected(_url(4), "validate", "bad code", T0)
-    state.record_rejected(_url(6), "parse", "empty page", T0)  # never fetched: no body
+    state.record_rejected(_url(4), "validate", "record_invalid", "bad code", T0)
+    state.record_rejected(_url(6), "parse", "empty_page", "empty page", T0)  # no body
     assert list(state.iter_archived()) == [
         (_url(1), "1" * 64, T0),
         (_url(2), "2" * 64, T0 + timedelta(days=1)),

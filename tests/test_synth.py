@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from pipeline.acquire.links import extract_links
-from pipeline.acquire.profile import classify
+from pipeline.acquire.profile import REFERENCE
 from pipeline.acquire.sitemaps import parse_sitemap
 from pipeline.extract.page import parse_page
 from pipeline.models import CodeSystem, code_fits
@@ -25,6 +25,11 @@ from tests.synth import (
 SEEDS = (0, 1, 7)
 PER_SEED = 100
 ICD_FORMAT = re.compile(r"[A-Z]\d[0-9A-Z]\.[0-9A-Z]{1,4}")
+
+
+def _procedure_url(url: str) -> bool:
+    """A link the reference profile follows to a page (not a listing)."""
+    return REFERENCE.follows(url) and REFERENCE.kind(url) == "page"
 
 
 def _pages() -> list[SynthPage]:
@@ -111,7 +116,7 @@ def test_codes_have_their_system_format_and_are_unique() -> None:
             else:
                 assert re.fullmatch(r"[A-Z]\d{4}", p.code), p.code
             assert p.url_path.startswith(f"/code/{p.system_segment}/{p.code}-")
-            assert classify("http://h" + p.url_path) == "procedure"
+            assert _procedure_url("http://h" + p.url_path)
 
 
 def test_deterministic() -> None:
@@ -135,7 +140,7 @@ def test_site_links_resolve_and_sitemaps_list_every_page() -> None:
         if path.endswith((".xml", ".gz", ".txt")):
             continue
         for link in extract_links(body.decode("windows-1252"), origin + path):
-            if classify(link) in ("procedure", "listing"):
+            if REFERENCE.follows(link):
                 assert urlsplit(link).path in site, f"{path} links {link}"
     assert f"Sitemap: {origin}/sitemap.xml" in site["/robots.txt"].decode()
     index = parse_sitemap(site["/sitemap.xml"])
@@ -167,7 +172,7 @@ def test_links_alone_reach_every_page_from_the_last() -> None:
         path = todo.pop()
         for link in extract_links(site[path].decode("windows-1252"), "http://h" + path):
             target = urlsplit(link).path
-            if classify(link) == "procedure" and target not in seen:
+            if _procedure_url(link) and target not in seen:
                 seen.add(target)
                 todo.append(target)
     assert seen == {generate_page(i, 4).url_path for i in range(n)}

@@ -91,14 +91,48 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         "ALTER TABLE pages ADD COLUMN unpublished INTEGER NOT NULL DEFAULT 0",
         "CREATE INDEX pages_unpublished ON pages (url) WHERE unpublished = 1",
     ),
+    (
+        # 2 -> 3: the build stage. A page's outcome is typed (stage and kind in columns of their
+        # own, the reason alone in last_error); built_hash and built_version say which bytes
+        # and which parser produced what the tables hold. URL kinds come from the site profile:
+        # any page is built ("page"); navigation is "listing".
+        "ALTER TABLE pages ADD COLUMN error_stage TEXT",
+        "ALTER TABLE pages ADD COLUMN error_kind TEXT",
+        "ALTER TABLE pages ADD COLUMN built_hash TEXT",
+        "ALTER TABLE pages ADD COLUMN built_version TEXT",
+        "UPDATE pages SET kind = 'page' WHERE kind = 'procedure'",
+        "UPDATE pages SET kind = 'listing' WHERE kind = 'other'",
+        "UPDATE pages SET error_stage = substr(last_error, 1, instr(last_error, ': ') - 1),"
+        " last_error = substr(last_error, instr(last_error, ': ') + 2)"
+        " WHERE status = 'rejected' AND instr(last_error, ': ') > 0",
+        "UPDATE pages SET error_stage = coalesce(error_stage, 'fetch'),"
+        " error_kind = substr(last_error, 1, instr(last_error, ': ') - 1),"
+        " last_error = substr(last_error, instr(last_error, ': ') + 2)"
+        " WHERE last_error IS NOT NULL AND instr(last_error, ': ') > 0",
+        # Built by an unknown parser version: built again by the next run.
+        "UPDATE pages SET built_hash = content_hash WHERE status IN ('fetched', 'unchanged')",
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
+#: The schema version from which a page's error stage and kind have columns of their own.
+_TYPED_ERRORS = 3
 
 _PAGE_COLUMNS = (
     "url, kind, depth, status, attempts, last_status, last_error, etag, last_modified, "
     "content_hash, first_seen, last_attempt, last_fetched, last_changed, next_due, "
-    "sitemap_lastmod, discovered_from"
+    "sitemap_lastmod, discovered_from, error_stage, error_kind, built_hash, built_version"
 )
+
+
+class BuiltPage(NamedTuple):
+    """What the build made of a page's bytes: nothing to say (a record, or a listing page), or
+    the typed reason it was rejected."""
+
+    url: str
+    content_hash: str
+    error_stage: str | None = None
+    error_kind: str | None = None
+    reason: str | None = None
 
 
 class Discovered(NamedTuple):
@@ -132,6 +166,10 @@ class PageRow:
     next_due: datetime | None
     sitemap_lastmod: datetime | None
     discovered_from: str | None
+    error_stage: str | None = None
+    error_kind: str | None = None
+    built_hash: str | None = None
+    built_version: str | None = None
 
     @classmethod
     def from_db(cls, row: sqlite3.Row) -> PageRow:
@@ -366,9 +404,10 @@ class CrawlState:
         self._update_page(
             url,
             "status = 'fetched', unpublished = 1, attempts = 0, last_status = :status,"
-            " last_error = NULL,"
+            " last_error = NULL, error_stage = NULL, error_kind = NULL,"
             " etag = :etag, last_modified = :last_modified, content_hash = :hash,"
             " last_attempt = :at, last_fetched = :at, next_due = NULL,"
+            " built_hash = CASE WHEN status = 'gone' THEN NULL ELSE built_hash END,"
             " last_changed = CASE WHEN :changed THEN :at ELSE coalesce(last_changed, :at) END",
             {
                 "status": status,
@@ -384,7 +423,11 @@ class CrawlState:
         """A 304, or a 200 whose body has the hash already stored."""
         self._update_page(
             url,
-            "status = 'unchanged', attempts = 0, last_error = NULL,"
+            "status = CASE WHEN status = 'rejected' THEN status ELSE 'unchanged' END,"
+            " attempts = 0,"
+            " last_error = CASE WHEN status = 'rejected' THEN last_error END,"
+            " error_stage = CASE WHEN status = 'rejected' THEN error_stage END,"
+            " error_kind = CASE WHEN status = 'rejected' THEN error_kind END,"
             " last_attempt = :at, last_fetched = :at, next_due = NULL",
             {"at": _to_db(fetched_at)},
         )
@@ -394,7 +437,7 @@ class CrawlState:
         self._update_page(
             url,
             "status = 'gone', unpublished = 1, attempts = 0, last_status = :status,"
-            " last_error = NULL,"
+            " last_error = NULL, error_stage = NULL, error_kind = NULL,"
             " last_attempt = :at, next_due = NULL",
             {"status": status, "at": _to_db(at)},
         )
@@ -415,10 +458,12 @@ class CrawlState:
             "attempts = attempts + 1, last_status = :status, last_error = :error,"
             " last_attempt = :at,"
             " status = CASE WHEN :terminal THEN 'failed' ELSE status END, unpublished = 1,"
+            " error_stage = 'fetch', error_kind = :kind,"
             " next_due = CASE WHEN :terminal THEN NULL ELSE :at END",
             {
                 "status": status,
-                "error": f"{error_kind}: {reason}",
+                "kind": error_kind,
+                "error": reason,
                 "terminal": terminal,
                 "at": _to_db(at),
             },
@@ -428,6 +473,7 @@ class CrawlState:
         self,
         url: str,
         stage: str,
+        kind: str,
         reason: str,
         at: datetime,
         *,
@@ -444,6 +490,7 @@ class CrawlState:
         self._update_page(
             url,
             "status = 'rejected', unpublished = 1, attempts = 0, last_error = :error,"
+            " error_stage = :stage, error_kind = :kind,"
             " last_attempt = :at,"
             " next_due = NULL,"
             " last_status = coalesce(:http_status, last_status),"
@@ -454,7 +501,9 @@ class CrawlState:
             " THEN last_changed ELSE :at END,"
             " content_hash = coalesce(:hash, content_hash)",
             {
-                "error": f"{stage}: {reason}",
+                "error": reason,
+                "stage": stage,
+                "kind": kind,
                 "at": _to_db(at),
                 "hash": content_hash,
                 "etag": etag,
@@ -509,6 +558,69 @@ class CrawlState:
             ).fetchall()
         return [PageRow.from_db(row) for row in rows]
 
+    def unpublished_losses(self) -> list[PageRow]:
+        """Pages that failed to fetch (for good, or after their retries in a run) or went away
+        since the tables were last published."""
+        with self._mutex:
+            rows = self._conn.execute(
+                f"SELECT {_PAGE_COLUMNS} FROM pages WHERE unpublished = 1 AND kind = 'page'"
+                " AND (status = 'gone' OR error_stage = 'fetch') ORDER BY url"
+            ).fetchall()
+        return [PageRow.from_db(row) for row in rows]
+
+    def to_build(self, parser_version: str, *, everything: bool = False) -> Iterator[PageRow]:
+        """Archived pages whose (content hash, parser version) is not in the tables yet, by URL.
+
+        ``everything``: every archived page (gone ones too), as ``reparse`` rebuilds them all.
+        Read in pages of rows, so the state may be written to while this is consumed.
+        """
+        statuses = (*_ARCHIVED_STATUSES, "gone") if everything else _ARCHIVED_STATUSES
+        after = ""
+        while True:
+            with self._mutex:
+                rows = self._conn.execute(
+                    f"SELECT {_PAGE_COLUMNS} FROM pages WHERE url > :after AND kind = 'page'"
+                    f" AND content_hash IS NOT NULL AND status IN {statuses}"
+                    " AND (:everything OR built_hash IS NOT content_hash"
+                    " OR built_version IS NOT :version)"
+                    " ORDER BY url LIMIT :limit",
+                    {
+                        "after": after,
+                        "everything": everything,
+                        "version": parser_version,
+                        "limit": _PAGE_SIZE,
+                    },
+                ).fetchall()
+            for row in rows:
+                yield PageRow.from_db(row)
+            if len(rows) < _PAGE_SIZE:
+                return
+            after = rows[-1]["url"]
+
+    def record_built(self, built: Iterable[BuiltPage], parser_version: str) -> int:
+        """The tables now hold what ``parser_version`` made of these pages' bytes (one
+        transaction): a reject makes the page 'rejected' with its typed reason; a page built
+        after an earlier reject is 'fetched' again. Returns how many rows changed."""
+        changed = 0
+        with self._transaction() as conn:
+            for page in built:
+                changed += conn.execute(
+                    "UPDATE pages SET built_hash = :hash, built_version = :version,"
+                    " status = CASE WHEN :kind IS NOT NULL THEN 'rejected'"
+                    " WHEN status = 'rejected' THEN 'fetched' ELSE status END,"
+                    " error_stage = :stage, error_kind = :kind, last_error = :reason"
+                    " WHERE url = :url AND content_hash IS :hash AND status != 'gone'",
+                    {
+                        "url": page.url,
+                        "hash": page.content_hash,
+                        "version": parser_version,
+                        "stage": page.error_stage,
+                        "kind": page.error_kind,
+                        "reason": page.reason,
+                    },
+                ).rowcount
+        return changed
+
     def mark_published(self) -> int:
         """Every outcome recorded so far is in the published tables; returns how many."""
         with self._transaction() as conn:
@@ -521,7 +633,7 @@ class CrawlState:
             with self._mutex:
                 rows = self._conn.execute(
                     f"SELECT {_PAGE_COLUMNS} FROM pages WHERE url > ? AND content_hash IS NOT NULL"
-                    " AND kind = 'procedure' ORDER BY url LIMIT ?",
+                    " AND kind = 'page' ORDER BY url LIMIT ?",
                     (after, _PAGE_SIZE),
                 ).fetchall()
             for row in rows:
@@ -690,9 +802,19 @@ def read_status(
         upcoming = conn.execute(
             "SELECT min(next_due), min(last_attempt) FROM pages WHERE status != 'pending'"
         ).fetchone()
+        kind = (
+            "error_kind"
+            if version >= _TYPED_ERRORS
+            else "substr(last_error, 1, instr(last_error || ':', ':') - 1)"  # not migrated yet
+        )
+        which = (
+            "error_kind IS NOT NULL AND kind = 'page'"  # as the run summary counts them
+            if version >= _TYPED_ERRORS
+            else "status IN ('rejected', 'failed')"
+        )
         reasons = conn.execute(
-            "SELECT substr(last_error, 1, instr(last_error || ':', ':') - 1) AS kind, count(*)"
-            " FROM pages WHERE status IN ('rejected', 'failed') GROUP BY kind ORDER BY kind"
+            f"SELECT {kind} AS error, count(*) FROM pages WHERE {which}"
+            " GROUP BY error ORDER BY error"  # not "kind": that is a column of pages too
         ).fetchall()
         last = conn.execute(
             "SELECT id, started_at, finished_at, counts, exit_code FROM runs ORDER BY id DESC"

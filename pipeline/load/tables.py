@@ -50,6 +50,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from pipeline.errors import PAGE_KINDS
 from pipeline.models import LIST_SECTIONS, AnesthesiaKind, CodeSystem, Role, Venue
 
 CONTRACT_VERSION = 1
@@ -65,6 +66,7 @@ PHASES: tuple[str, ...] = ("during", "after", "notes")
 PHASE = pl.Enum(PHASES)
 STAGES: tuple[str, ...] = ("fetch", "parse", "validate")
 STAGE = pl.Enum(STAGES)
+PAGE_KIND = pl.Enum(PAGE_KINDS)
 CHANGE_KINDS: tuple[str, ...] = ("added", "changed", "gone", "returned")
 CHANGE = pl.Enum(CHANGE_KINDS)
 DISPOSITIONS: tuple[str, ...] = ("merge", "replace")
@@ -327,6 +329,13 @@ REJECTS = TableSpec(
             "Machine-readable kind of failure (e.g. not_a_procedure_page).",
         ),
         _col("reason", pl.String(), "Human-readable reason."),
+        _col(
+            "page_kind",
+            PAGE_KIND,
+            "What a page that is not a procedure page is instead: not_found, listing, "
+            "condition (an ICD-10-CM condition page) or unknown; null for other rejects.",
+            nullable=True,
+        ),
         _col("http_status", pl.Int32(), "HTTP status, when the fetch got one.", nullable=True),
         _col("rejected_at", UTC_TIME, "When it was rejected (UTC)."),
         _col("run_id", pl.String(), "The run that rejected it."),

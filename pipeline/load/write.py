@@ -960,10 +960,12 @@ class TableWriter:
         reason: str,
         http_status: int | None,
         at: datetime,
+        page_kind: str | None = None,
     ) -> None:
         """Stage a page that did not become a record (the latest reject per source wins).
 
         ``stage`` is fetch, parse or validate; an empty ``reason`` becomes ``error_kind``.
+        ``page_kind`` says what a page that is not a procedure page is instead.
         """
         stager = self._open_stager()
         if stage not in T.STAGES:
@@ -973,6 +975,7 @@ class TableWriter:
             "stage": stage,
             "error_kind": _required(error_kind, "error_kind"),
             "reason": reason or error_kind,
+            "page_kind": page_kind,
             "http_status": http_status,
             "rejected_at": _utc(at, "at"),
             "run_id": self.run_id,

@@ -1,49 +1,64 @@
-"""Batch runs: ``crawl`` (discover, fetch, parse, write), ``ingest`` and ``reparse``.
+"""Batch runs in two stages with the raw archive between them: ``crawl``, ``reparse``, ``ingest``.
 
-The crawl is a loop over the state: claim the pages that are due, fetch them concurrently,
-and record each outcome in the state the moment it is known (one committed transaction per
-page). Procedure pages go to the raw archive (content-addressed), then the parser, then the
-table writer. Sitemaps, listing pages and the pages' own links feed discovery.
+As dlt keeps extract, normalize and load apart with durable packages between them:
 
-Exactly once, after any kill: the tables are published atomically once, at the end. Every
-outcome recorded in the state is flagged *unpublished* until that publication succeeded; a run
-that starts after a killed one first replays those outcomes from the archive into its writer,
-so nothing fetched before the kill is lost and nothing is written twice (the writer merges by
-key).
+- **acquire** discovers, fetches, archives and records each outcome in the state the moment it
+  is known (one committed transaction per page). It never parses a record: a page's links come
+  from one cheap pass, and what the site profile (:mod:`pipeline.acquire.profile`) calls a page
+  goes to the content-addressed archive, whatever its URL looks like.
+- **build** extracts every archived page whose (content hash, parser version) is not in the
+  published tables yet, on every core (:mod:`pipeline.run.build`: bytes in, a record or a typed
+  reject out), loads the records, the rejects and the pages that failed or went away since the
+  last publication into the writer, and publishes the tables atomically. Only then does the
+  state record what was built.
+
+``crawl`` is acquire then build; ``reparse`` is build over everything archived; ``ingest`` is
+build over the files and URLs given. Recovery after a kill needs no replay: whatever was
+fetched but not published is simply not built yet, and the next run builds it (the writer
+merges by key, so building a page twice writes it once).
+
+Whether a page is a procedure page is its content's business: a page that turns out to be a
+listing of codes counts as navigation (``listings`` in the summary), any other page that is
+not a procedure page is a reject with its ``page_kind``.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 
-from pipeline.acquire.archive import ArchiveError, RawArchive, content_hash
+from pipeline.acquire.archive import RawArchive, content_hash
 from pipeline.acquire.fetch import Fetcher, FetchLimits, FetchResult, RetryPolicy
 from pipeline.acquire.links import extract_links
-from pipeline.acquire.profile import classify
+from pipeline.acquire.profile import REFERENCE, SiteProfile, UrlKind
 from pipeline.acquire.robots import origin_of
 from pipeline.acquire.sitemaps import parse_sitemap
-from pipeline.acquire.state import CrawlState, PageRow
+from pipeline.acquire.state import BuiltPage, CrawlState, PageRow
 from pipeline.acquire.urls import Scope, normalize_url
-from pipeline.encoding import charset_from_content_type, decode_html
-from pipeline.errors import FetchError, PageGone, ParseError, PipelineError, UsageError
-from pipeline.extract.page import PARSER_VERSION, Extraction, extract
+from pipeline.encoding import decode_html
+from pipeline.errors import (
+    FetchError,
+    NotAProcedurePage,
+    PageGone,
+    ParseError,
+    PipelineError,
+    UsageError,
+)
+from pipeline.extract.page import PARSER_VERSION, Extraction
 from pipeline.load.write import TableWriter
-from pipeline.models import ExtractionReport, Procedure
+from pipeline.run.build import Job, build_all
 from pipeline.run.progress import LOG, RunReport
 from pipeline.run.runner import iter_parsed
 
 Clock = Callable[[], datetime]
 
 ARCHIVE_DIR = "archive"
-#: Kinds of URL whose outcome is a row in the tables (the rest only feed discovery).
-PAGE_KINDS = frozenset({"procedure"})
 
 
 def utc_now() -> datetime:
@@ -52,7 +67,7 @@ def utc_now() -> datetime:
 
 @dataclass(frozen=True)
 class CrawlOptions:
-    """What a crawl may do; built from :class:`pipeline.config.Settings` by the CLI."""
+    """What a run may do; built from :class:`pipeline.config.Settings` by the CLI."""
 
     out: Path
     state: Path
@@ -67,6 +82,9 @@ class CrawlOptions:
     obey_robots: bool = True
     allowed_hosts: tuple[str, ...] = ()
     user_agent: str | None = None
+    profile: SiteProfile = field(default=REFERENCE)
+    #: Processes that extract pages in the build stage (None: every core).
+    workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -88,76 +106,91 @@ class _Sink:
     clock: Clock
 
     def write(
-        self,
-        record: Procedure,
-        url: str,
-        digest: str,
-        fetched_at: datetime | None,
-        report: ExtractionReport,
+        self, extraction: Extraction, url: str, digest: str, fetched_at: datetime | None
     ) -> None:
         self.report.add("parsed")
         self.writer.add(
-            record,
+            extraction.record,
             source_url=url,
             content_hash=digest,
             fetched_at=fetched_at,
             parsed_at=self.clock(),
             parser_version=PARSER_VERSION,
-            report=report,
+            report=extraction.report,
         )
 
     def reject(self, exc: PipelineError, url: str, status: int | None) -> None:
-        self.report.reject(exc.kind)
+        self.reject_typed(
+            url, exc.stage, exc.kind, exc.reason, status, getattr(exc, "page_kind", None)
+        )
+
+    def reject_typed(
+        self,
+        url: str,
+        stage: str,
+        kind: str,
+        reason: str,
+        status: int | None,
+        page_kind: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        self.report.reject(kind)
         self.writer.reject(
             source=url,
-            stage=exc.stage,
-            error_kind=exc.kind,
-            reason=exc.reason,
+            stage=stage,
+            error_kind=kind,
+            reason=reason,
             http_status=status,
-            at=self.clock(),
+            at=at or self.clock(),
+            page_kind=page_kind,
         )
 
     def outcome(
-        self, outcome: Extraction | PipelineError, url: str, digest: str,
-        fetched_at: datetime | None, status: int | None,
-    ) -> None:  # fmt: skip
+        self,
+        outcome: Extraction | PipelineError,
+        url: str,
+        digest: str,
+        fetched_at: datetime | None,
+        status: int | None,
+    ) -> None:
         if isinstance(outcome, Extraction):
-            self.write(outcome.record, url, digest, fetched_at, outcome.report)
+            self.write(outcome, url, digest, fetched_at)
         else:
             self.reject(outcome, url, status)
 
-    def publish(self) -> tuple[int, int]:
-        """Publish the tables; returns (exit code, pages written: added, changed or returned)."""
+    def publish(self) -> int:
+        """Publish the tables; returns the exit code."""
         counts = self.report.counts
         exit_code = 1 if counts["rejected"] or counts["failed"] else 0
         published = self.writer.publish(dict(counts), exit_code)
         self.report.set_quality(published.quality, published.extraction)
         written = sum(published.changes.get(kind, 0) for kind in ("added", "changed", "returned"))
         self.report.add("written", written)
-        return exit_code, written
+        return exit_code
 
 
-class _Crawl:
-    """One crawl run over an open state; see the module docstring."""
+# --- acquire ---------------------------------------------------------------------------------
+
+
+class _Acquire:
+    """The acquire stage of one crawl over an open state; see the module docstring."""
 
     def __init__(
         self,
         options: CrawlOptions,
         state: CrawlState,
         archive: RawArchive,
-        sink: _Sink,
+        report: RunReport,
+        clock: Clock,
         scope: Scope,
     ) -> None:
         self.options = options
+        self.profile = options.profile
         self.state = state
         self.archive = archive
-        self.sink = sink
-        self.writer = sink.writer
-        self.report = sink.report
-        self.clock = sink.clock
+        self.report = report
+        self.clock = clock
         self.scope = scope
-
-    # -- discovery ------------------------------------------------------------------------------
 
     def discover(
         self,
@@ -165,9 +198,12 @@ class _Crawl:
         depth: int,
         parent: str | None,
         *,
-        seeds: bool = False,
+        source: str,
+        kind: UrlKind | None = None,
     ) -> None:
-        """Add in-scope, normalized URLs of a kind worth fetching (any kind for seeds)."""
+        """Add in-scope, normalized URLs: every sitemap entry and seed, the links the profile
+        follows (``source`` is "seed", "sitemap" or "link"). ``kind`` is known for the URLs of
+        sitemaps (robots.txt's ``Sitemap:`` lines, a sitemap index), whatever their shape."""
         if self.options.max_depth is not None and depth > self.options.max_depth:
             return
         entries = []
@@ -175,43 +211,37 @@ class _Crawl:
             norm = normalize_url(url)
             if norm is None or not self.scope.allows(norm):
                 continue
-            kind = classify(norm)
-            if seeds or kind in ("procedure", "listing", "sitemap"):
-                entries.append((norm, kind, depth, parent, lastmod))
+            what = kind or self.profile.kind(norm, seed=source == "seed")
+            if source == "link" and what != "sitemap" and not self.profile.follows(norm):
+                continue
+            entries.append((norm, what, depth, parent, lastmod))
         if entries:
             added = self.state.add_discovered(entries, now=self.clock())
             self.report.add("discovered", added)
-
-    # -- one page -------------------------------------------------------------------------------
 
     async def visit(self, fetcher: Fetcher, row: PageRow) -> None:
         try:
             result = await fetcher.fetch(row.url, etag=row.etag, last_modified=row.last_modified)
         except PageGone as exc:
             self.state.record_gone(row.url, exc.status or 404, self.clock())
-            if row.kind in PAGE_KINDS:
-                self.writer.mark_gone(row.url, at=self.clock())
+            if row.kind == "page":
                 self.report.add("gone")
         except FetchError as exc:
-            self._fetch_failed(row, exc)
+            self.state.record_failed(
+                row.url,
+                error_kind=exc.kind,
+                reason=exc.reason,
+                status=exc.status,
+                terminal=not exc.transient,
+                at=self.clock(),
+            )
+            LOG.warning("fetch failed: %s: %s: %s", row.url, exc.kind, exc.reason)
+            if row.kind == "page":
+                self.report.add("failed")
         else:
             self._fetched(row, result)
         finally:
             self.report.advance()
-
-    def _fetch_failed(self, row: PageRow, exc: FetchError) -> None:
-        self.state.record_failed(
-            row.url,
-            error_kind=exc.kind,
-            reason=exc.reason,
-            status=exc.status,
-            terminal=not exc.transient,
-            at=self.clock(),
-        )
-        LOG.warning("fetch failed: %s: %s: %s", row.url, exc.kind, exc.reason)
-        if row.kind in PAGE_KINDS:
-            self.report.add("failed")
-            self.sink.reject(exc, row.url, exc.status)
 
     def _fetched(self, row: PageRow, result: FetchResult) -> None:
         if result.not_modified:
@@ -223,12 +253,18 @@ class _Crawl:
             self._sitemap(row, result)
             return
         links = extract_links(decode_html(result.body, result.charset), result.final_url)
-        self.discover(((link, None) for link in links), row.depth + 1, row.url)
-        if row.kind in PAGE_KINDS:
-            self._page(row, result)
-        else:
-            # Listing and other pages only feed discovery: hashed, not archived.
+        self.discover(((link, None) for link in links), row.depth + 1, row.url, source="link")
+        if row.kind != "page":
+            # Listing pages only feed discovery: hashed, not archived.
             self._record_fetch(row, result, content_hash(result.body))
+            return
+        content_type = result.headers.get("content-type")
+        digest = self.archive.put(result.body, content_type=content_type, url=row.url)
+        if digest == row.content_hash and row.status in ("fetched", "unchanged", "rejected"):
+            self.state.record_unchanged(row.url, result.fetched_at)  # same bytes as last time
+            self.report.add("unchanged")
+            return
+        self._record_fetch(row, result, digest)
 
     def _record_fetch(self, row: PageRow, result: FetchResult, digest: str) -> None:
         self.state.record_fetched(
@@ -245,71 +281,29 @@ class _Crawl:
         try:
             sitemap = parse_sitemap(result.body)
         except ParseError as exc:
-            self.state.record_rejected(row.url, "parse", exc.reason, self.clock())
+            self.state.record_rejected(row.url, "parse", exc.kind, exc.reason, self.clock())
             LOG.warning("sitemap refused: %s: %s", row.url, exc.reason)
             return
-        self.discover(((u, None) for u in sitemap.sitemaps), row.depth, row.url)
-        self.discover(((e.loc, e.lastmod) for e in sitemap.urls), row.depth, row.url)
+        self.discover(
+            ((u, None) for u in sitemap.sitemaps), row.depth, row.url, source="sitemap",
+            kind="sitemap",
+        )  # fmt: skip
+        self.discover(
+            ((e.loc, e.lastmod) for e in sitemap.urls), row.depth, row.url, source="sitemap"
+        )
         self._record_fetch(row, result, content_hash(result.body))
 
-    def _page(self, row: PageRow, result: FetchResult) -> None:
-        content_type = result.headers.get("content-type")
-        digest = self.archive.put(result.body, content_type=content_type, url=row.url)
-        if digest == row.content_hash and row.status in ("fetched", "unchanged"):
-            # Same bytes as last time: nothing changes downstream.
-            self.state.record_unchanged(row.url, result.fetched_at)
-            self.report.add("unchanged")
-            return
-        outcome = _parse(result.body, row.url, result.charset)
-        if isinstance(outcome, Extraction):
-            self._record_fetch(row, result, digest)
-            self.sink.write(outcome.record, row.url, digest, result.fetched_at, outcome.report)
-        else:
-            self.state.record_rejected(
-                row.url,
-                outcome.stage,
-                f"{outcome.kind}: {outcome.reason}",
-                self.clock(),
-                content_hash=digest,
-                etag=result.etag,
-                last_modified=result.last_modified,
-                http_status=result.status,
-            )
-            self.sink.reject(outcome, row.url, result.status)
-
-    # -- replay after a kill ----------------------------------------------------------------------
-
-    def replay_unpublished(self) -> int:
-        """Feed the writer every outcome a killed run recorded but never published."""
-        rows = [row for row in self.state.unpublished() if row.kind in PAGE_KINDS]
-        for row in rows:
-            if row.status == "gone":
-                self.writer.mark_gone(row.url, at=row.last_attempt or self.clock())
-            elif row.status == "failed" or (row.status != "rejected" and row.content_hash is None):
-                kind, _, reason = (row.last_error or "fetch_error: failed").partition(": ")
-                self.writer.reject(
-                    source=row.url, stage="fetch", error_kind=kind, reason=reason,
-                    http_status=row.last_status, at=row.last_attempt or self.clock(),
-                )  # fmt: skip
-            elif row.content_hash is not None:
-                outcome = _reparse_stored(self.archive, row)
-                self.sink.outcome(
-                    outcome, row.url, row.content_hash, row.last_fetched, row.last_status
-                )
-        if rows:
-            LOG.info("replayed %d outcomes of an interrupted run", len(rows))
-        return len(rows)
-
-    # -- the loop ---------------------------------------------------------------------------------
-
     async def run(self, seeds: list[str], fetcher: Fetcher) -> None:
-        self.discover(((s, None) for s in seeds), 0, None, seeds=True)
+        self.discover(((s, None) for s in seeds), 0, None, source="seed")
         for origin in sorted({origin_of(s) for s in seeds}):
             try:
                 sitemaps = await fetcher.robots.sitemaps(origin)
             except PipelineError:
                 sitemaps = []
-            self.discover(((u, None) for u in sitemaps), 0, f"{origin}/robots.txt")
+            self.discover(
+                ((u, None) for u in sitemaps), 0, f"{origin}/robots.txt", source="seed",
+                kind="sitemap",
+            )  # fmt: skip
         await _WorkerPool(self, fetcher).run()
 
 
@@ -321,10 +315,10 @@ class _WorkerPool:
     while other pages are in flight (they may discover more) and stops when none are.
     """
 
-    def __init__(self, crawl: _Crawl, fetcher: Fetcher) -> None:
-        self.crawl = crawl
+    def __init__(self, acquire: _Acquire, fetcher: Fetcher) -> None:
+        self.acquire = acquire
         self.fetcher = fetcher
-        self.size = crawl.options.concurrency
+        self.size = acquire.options.concurrency
         self.queue: deque[PageRow] = deque()
         self.in_flight = 0
         self.claimed = 0
@@ -336,7 +330,7 @@ class _WorkerPool:
     async def _worker(self) -> None:
         while (row := await self._take()) is not None:
             try:
-                await self.crawl.visit(self.fetcher, row)
+                await self.acquire.visit(self.fetcher, row)
             finally:
                 async with self.changed:
                     self.in_flight -= 1
@@ -355,34 +349,80 @@ class _WorkerPool:
                 await self.changed.wait()
 
     def _claim(self) -> None:
-        options = self.crawl.options
+        options = self.acquire.options
         limit = self.size * 2
         if options.max_pages is not None:
             limit = min(limit, options.max_pages - self.claimed)
             if limit <= 0:
                 return
-        rows = self.crawl.state.claim_due(limit, self.crawl.clock(), options.refresh_after)
+        rows = self.acquire.state.claim_due(limit, self.acquire.clock(), options.refresh_after)
         self.claimed += len(rows)
         self.queue.extend(rows)
 
 
-def _reparse_stored(archive: RawArchive, row: PageRow) -> Extraction | PipelineError:
-    """Parse the stored body of a page; a missing or corrupt object is a parse reject."""
-    digest = row.content_hash or ""
-    try:
-        body = archive.get(digest)
-    except ArchiveError as exc:
-        return ParseError(f"raw page not in the archive ({exc}); crawl it again", source=row.url)
-    meta = archive.meta(digest)
-    return _parse(body, row.url, charset_from_content_type(meta.content_type if meta else None))
+# --- build -------------------------------------------------------------------------------------
 
 
-def _parse(body: bytes, url: str, charset: str | None) -> Extraction | PipelineError:
-    try:
-        return extract(body, url=url, http_charset=charset)
-    except PipelineError as exc:
-        exc.source = url
-        return exc
+def _build(
+    state: CrawlState,
+    archive: RawArchive,
+    sink: _Sink,
+    *,
+    everything: bool,
+    workers: int | None,
+) -> list[BuiltPage]:
+    """Load every unpublished outcome of the state into the sink; returns what was built.
+
+    First the pages that failed to fetch or went away since the last publication, then every
+    archived page not yet built by this parser version (``everything``: all of them).
+    """
+    clock = sink.clock
+    for row in state.unpublished_losses():
+        if row.status == "gone":
+            sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
+        else:
+            sink.reject_typed(
+                row.url, "fetch", row.error_kind or "fetch_error",
+                row.last_error or "the fetch failed", row.last_status, at=row.last_attempt,
+            )  # fmt: skip
+    rows: deque[PageRow] = deque()
+    root = str(archive.root)
+
+    def jobs() -> Iterator[Job]:
+        for row in state.to_build(PARSER_VERSION, everything=everything):
+            rows.append(row)
+            yield Job(row.url, digest=row.content_hash, archive=root)
+
+    built: list[BuiltPage] = []
+    for job, result in build_all(jobs(), workers=workers):
+        row = rows.popleft()
+        digest = job.digest or ""
+        outcome = result.outcome
+        if isinstance(outcome, Extraction):
+            sink.write(outcome, row.url, digest, row.last_fetched)
+            built.append(BuiltPage(row.url, digest))
+        elif isinstance(outcome, NotAProcedurePage) and outcome.page_kind == "listing":
+            sink.report.add("listings")  # a page of links: navigation, not a loss
+            built.append(BuiltPage(row.url, digest))
+        else:
+            sink.reject(outcome, row.url, row.last_status)
+            built.append(BuiltPage(row.url, digest, outcome.stage, outcome.kind, outcome.reason))
+        if row.status == "gone":
+            sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
+        sink.report.advance()
+    return built
+
+
+def _publish(state: CrawlState, sink: _Sink, run_id: int, built: list[BuiltPage]) -> RunResult:
+    """Publish, then tell the state what the tables now hold."""
+    exit_code = sink.publish()
+    state.record_built(built, PARSER_VERSION)
+    state.mark_published()
+    summary = sink.report.summary()
+    counts = {k: v for k, v in summary.items() if isinstance(v, int)}
+    state.finish_run(run_id, counts, exit_code)
+    LOG.info("run %s finished: exit %d", run_id, exit_code)
+    return RunResult(f"{run_id:06d}", summary, exit_code, sink.report.summary_text())
 
 
 def make_fetcher(
@@ -433,34 +473,24 @@ def crawl(
     clock: Clock = utc_now,
     show_progress: bool | None = None,
 ) -> RunResult:
-    """Run one crawl from ``seeds``; raises StateLocked if another run holds the state."""
+    """Run one crawl from ``seeds``: acquire, then build; raises StateLocked if another run
+    holds the state."""
     normalized = _seeds(seeds)
     scope = Scope.from_seeds(normalized, options.allowed_hosts)
     with CrawlState.open(options.state) as state, RunReport("crawl", show_progress) as report:
         archive = RawArchive(options.state / ARCHIVE_DIR)
         run_id = state.begin_run(clock())
         with TableWriter(options.out, run_id=f"{run_id:06d}", mode="crawl") as writer:
-            sink = _Sink(writer, report, clock)
-            job = _Crawl(options, state, archive, sink, scope)
-            job.replay_unpublished()
+            acquire = _Acquire(options, state, archive, report, clock, scope)
 
             async def go() -> None:
                 async with make_fetcher(options, scope, transport=transport, sleep=sleep) as f:
-                    await job.run(normalized, f)
+                    await acquire.run(normalized, f)
 
             asyncio.run(go())
-            return _finish(state, sink, run_id)
-
-
-def _finish(state: CrawlState, sink: _Sink, run_id: int) -> RunResult:
-    """Publish, then tell the state that every recorded outcome is in the tables."""
-    exit_code, _ = sink.publish()
-    state.mark_published()
-    summary = sink.report.summary()
-    counts = {k: v for k, v in summary.items() if isinstance(v, int)}
-    state.finish_run(run_id, counts, exit_code)
-    LOG.info("run %s finished: exit %d", run_id, exit_code)
-    return RunResult(f"{run_id:06d}", summary, exit_code, sink.report.summary_text())
+            sink = _Sink(writer, report, clock)
+            built = _build(state, archive, sink, everything=False, workers=options.workers)
+            return _publish(state, sink, run_id, built)
 
 
 def reparse(
@@ -474,14 +504,8 @@ def reparse(
             options.out, run_id=f"{run_id:06d}", mode="reparse", disposition="replace"
         ) as writer:
             sink = _Sink(writer, report, clock)
-            for row in state.iter_stored():
-                digest = row.content_hash or ""
-                outcome = _reparse_stored(archive, row)
-                sink.outcome(outcome, row.url, digest, row.last_fetched, row.last_status)
-                if row.status == "gone":
-                    writer.mark_gone(row.url, at=row.last_attempt or clock())
-                report.advance()
-            return _finish(state, sink, run_id)
+            built = _build(state, archive, sink, everything=True, workers=options.workers)
+            return _publish(state, sink, run_id, built)
 
 
 def ingest(
@@ -491,6 +515,7 @@ def ingest(
     timeout: float | None = None,
     clock: Clock = utc_now,
     show_progress: bool | None = None,
+    workers: int | None = None,
 ) -> RunResult:
     """Parse the given files, directories and URLs (no discovery) and merge them into ``out``."""
     run_id = "ingest-" + clock().strftime("%Y%m%dT%H%M%S%fZ")
@@ -499,10 +524,11 @@ def ingest(
         TableWriter(out, run_id=run_id, mode="ingest") as writer,
     ):
         sink = _Sink(writer, report, clock)
-        for parsed in iter_parsed(inputs, timeout=timeout):
+        for parsed in iter_parsed(inputs, timeout=timeout, workers=workers):
             report.add("fetched")
-            digest = content_hash(parsed.body or b"")
-            sink.outcome(parsed.outcome, parsed.source, digest, parsed.fetched_at, None)
+            sink.outcome(
+                parsed.outcome, parsed.source, parsed.digest or "", parsed.fetched_at, None
+            )
             report.advance()
-        exit_code, _ = sink.publish()
+        exit_code = sink.publish()
         return RunResult(run_id, report.summary(), exit_code, report.summary_text())

@@ -34,7 +34,8 @@ LOG = logging.getLogger("pipeline")
 
 #: Counter names every summary shows, in this order.
 COUNTERS: tuple[str, ...] = (
-    "discovered", "fetched", "unchanged", "parsed", "rejected", "written", "gone", "failed",
+    "discovered", "fetched", "unchanged", "parsed", "listings", "rejected", "written", "gone",
+    "failed",
 )  # fmt: skip
 
 

@@ -1,7 +1,9 @@
 """Inputs -> outcomes: the loop shared by ``pipeline parse`` and ``pipeline ingest``.
 
 Files and directories are read from disk; URLs are fetched (no discovery) through the same
-fetcher a crawl uses. Each input yields ``(source, record or error)``; nothing here prints.
+fetcher a crawl uses. Every page is extracted by the build engine (:mod:`pipeline.run.build`),
+on every core when there are enough pages. Each input yields its outcome in input order;
+nothing here prints.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.acquire.sources import RawPage, check_inputs, expand_paths, is_url, read_page
+from pipeline.acquire.sources import check_inputs, expand_paths, is_url
 from pipeline.errors import PipelineError, UsageError
-from pipeline.extract.page import Extraction, extract
+from pipeline.extract.page import Extraction
 from pipeline.models import Procedure
+from pipeline.run.build import Job, build_all
 
 Outcome = Procedure | PipelineError
 
@@ -23,55 +26,47 @@ Outcome = Procedure | PipelineError
 @dataclass(frozen=True, slots=True)
 class Parsed:
     """One input's outcome (its record and extraction report, or its error) with what the
-    tables need to know about it."""
+    tables need to know about it: the content hash of its bytes and when it was fetched."""
 
     source: str
     outcome: Extraction | PipelineError
-    body: bytes | None = None
+    digest: str | None = None
     fetched_at: datetime | None = None
 
 
-def extract_raw(page: RawPage, url: str | None = None) -> Extraction | PipelineError:
-    """Extract one raw page; every pipeline error is returned, not raised.
-
-    ``url`` is where a saved page came from (``pipeline parse --url``): the record's source
-    and the last place its code is looked for. By default, the page's own source.
-    """
-    try:
-        return extract(page.body, url=url or page.source, http_charset=page.http_charset)
-    except PipelineError as exc:
-        exc.source = exc.source or url or page.source
-        return exc
-
-
 def iter_parsed(
-    inputs: list[str], *, timeout: float | None = None, url: str | None = None
+    inputs: list[str],
+    *,
+    timeout: float | None = None,
+    url: str | None = None,
+    workers: int | None = None,
 ) -> Iterator[Parsed]:
     """Parse every input in order: files, directories (recursively), then URLs.
 
     ``url`` is where a single saved page came from (its source and a place for its code).
+    ``workers`` processes extract the pages (default: every core; see build_all).
     """
     check_inputs(inputs)
     if url is not None and (len(inputs) != 1 or is_url(inputs[0]) or Path(inputs[0]).is_dir()):
         raise UsageError("--url names where one saved page came from: give exactly one file")
     urls = [item for item in inputs if is_url(item)]
     paths = [item for item in inputs if not is_url(item)]
-    for path in expand_paths(paths):
-        try:
-            raw = read_page(path)
-        except PipelineError as exc:
-            yield Parsed(str(path), exc)
-            continue
-        yield Parsed(url or raw.source, extract_raw(raw, url), raw.body)
+    jobs = (Job(url or str(path), path=str(path), url=url) for path in expand_paths(paths))
+    for job, result in build_all(jobs, workers=workers):
+        yield Parsed(job.source, result.outcome, result.digest)
     if urls:
         yield from _fetch_and_parse(urls, timeout)
 
 
 def parse_inputs(
-    inputs: list[str], *, timeout: float | None = None, url: str | None = None
+    inputs: list[str],
+    *,
+    timeout: float | None = None,
+    url: str | None = None,
+    workers: int | None = None,
 ) -> Iterator[tuple[str, Outcome]]:
-    """``(source, record or error)`` for every page of the inputs (``url``: see iter_parsed)."""
-    for parsed in iter_parsed(inputs, timeout=timeout, url=url):
+    """``(source, record or error)`` for every page of the inputs (see iter_parsed)."""
+    for parsed in iter_parsed(inputs, timeout=timeout, url=url, workers=workers):
         got = parsed.outcome
         yield parsed.source, got.record if isinstance(got, Extraction) else got
 
@@ -79,19 +74,27 @@ def parse_inputs(
 def _fetch_and_parse(urls: list[str], timeout: float | None) -> Iterator[Parsed]:
     from pipeline.acquire.fetch import Fetcher, FetchLimits
 
-    async def fetch_all() -> list[Parsed]:
+    async def fetch_all() -> list[Parsed | Job]:
         limits = FetchLimits(read_timeout=timeout) if timeout else FetchLimits()
         async with Fetcher(limits=limits) as fetcher:
-            results: list[Parsed] = []
+            fetched: list[Parsed | Job] = []
             for url in urls:
                 try:
                     got = await fetcher.fetch(url)
                 except PipelineError as exc:
                     exc.source = url
-                    results.append(Parsed(url, exc))
+                    fetched.append(Parsed(url, exc))
                     continue
-                raw = RawPage(url, got.body, got.charset)
-                results.append(Parsed(url, extract_raw(raw), got.body, got.fetched_at))
-            return results
+                fetched.append(Job(url, body=got.body, charset=got.charset))
+                fetch_times[url] = got.fetched_at
+            return fetched
 
-    yield from asyncio.run(fetch_all())
+    fetch_times: dict[str, datetime] = {}
+    fetched = asyncio.run(fetch_all())
+    built = build_all(item for item in fetched if isinstance(item, Job))
+    for item in fetched:
+        if isinstance(item, Parsed):
+            yield item
+            continue
+        job, result = next(built)
+        yield Parsed(job.source, result.outcome, result.digest, fetch_times.get(job.source))

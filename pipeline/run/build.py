@@ -1,0 +1,133 @@
+"""The build stage's engine: bytes in, a record or a typed reject out, on every core.
+
+Extraction is a pure function of a page's bytes (and where it came from), so it runs in a pool of
+worker processes. A :class:`Job` names the bytes (held in memory, a file, or an object of the raw
+archive) rather than carrying them when it can, so a worker reads and decompresses its own input
+and the parent only ships a few hundred bytes a page. Results come back in the order of the jobs.
+
+Small batches are extracted in this process: starting workers costs more than it saves below
+:data:`POOL_MIN_JOBS` pages. ``workers=1`` never starts a pool.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from itertools import chain, islice
+from pathlib import Path
+
+from pipeline.acquire.archive import ArchiveError, RawArchive, content_hash
+from pipeline.acquire.sources import read_page
+from pipeline.encoding import charset_from_content_type
+from pipeline.errors import ParseError, PipelineError
+from pipeline.extract.page import Extraction, extract
+
+#: Below this many pages a batch is extracted in process (a pool costs ~0.3 s to start).
+POOL_MIN_JOBS = 256
+#: Jobs handed to a worker at a time (amortizes the inter-process round trip).
+CHUNK = 32
+#: Jobs in flight at once per worker: bounds memory whatever the number of pages.
+WINDOW_PER_WORKER = 4 * CHUNK
+
+Built = Extraction | PipelineError
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """A job's outcome, and the content hash of the bytes it read (None if none were read)."""
+
+    outcome: Built
+    digest: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One page to extract: where its bytes are, and where it came from.
+
+    Exactly one of ``body``, ``path`` and ``digest`` (with ``archive``) gives the bytes.
+    ``source`` is the record's source; ``url`` is a place the code may be read from (by default
+    the source). ``charset`` is the HTTP charset, if the page was fetched.
+    """
+
+    source: str
+    body: bytes | None = None
+    path: str | None = None
+    digest: str | None = None
+    archive: str | None = None
+    url: str | None = None
+    charset: str | None = None
+
+
+def build_one(job: Job) -> Result:
+    """Extract one job; every pipeline error is returned, not raised."""
+    digest = None
+    try:
+        body, charset = _bytes_of(job)
+        digest = job.digest or content_hash(body)
+        return Result(extract(body, url=job.url or job.source, http_charset=charset), digest)
+    except PipelineError as exc:
+        exc.source = exc.source or job.source
+        return Result(exc, digest)
+
+
+def _bytes_of(job: Job) -> tuple[bytes, str | None]:
+    if job.body is not None:
+        return job.body, job.charset
+    if job.path is not None:
+        raw = read_page(Path(job.path))
+        return raw.body, job.charset or raw.http_charset
+    if job.digest is not None and job.archive is not None:
+        archive = RawArchive(Path(job.archive))
+        try:
+            body = archive.get(job.digest)
+        except ArchiveError as exc:
+            raise ParseError(
+                f"raw page not in the archive ({exc}); it is fetched again on the next crawl",
+                source=job.source,
+            ) from exc
+        meta = archive.meta(job.digest)
+        charset = job.charset or charset_from_content_type(meta.content_type if meta else None)
+        return body, charset
+    raise ParseError("nothing to extract: the job names no bytes", source=job.source)
+
+
+def default_workers() -> int:
+    """Every core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def build_all(
+    jobs: Iterable[Job], *, workers: int | None = None, pool_min: int = POOL_MIN_JOBS
+) -> Iterator[tuple[Job, Result]]:
+    """``(job, result)`` for every job, in order, on ``workers`` processes (default: all).
+
+    A pool starts only when at least ``pool_min`` jobs are waiting; memory stays bounded by
+    a window of jobs in flight, however many there are.
+    """
+    size = default_workers() if workers is None else max(1, workers)
+    source = iter(jobs)
+    head = list(islice(source, pool_min))
+    if size == 1 or len(head) < pool_min:
+        for job in chain(head, source):
+            yield job, build_one(job)
+        return
+    # forkserver: workers never inherit the parent's threads (the event loop, a test server) or
+    # its open state database; they import the extractor once, in the server.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["pipeline.run.build"])
+    window = size * WINDOW_PER_WORKER
+    with ProcessPoolExecutor(max_workers=size, mp_context=context) as pool:
+        # Two windows in flight: the workers extract the next while this one is loaded.
+        pending = head + list(islice(source, max(0, window - len(head))))
+        results = pool.map(build_one, pending, chunksize=CHUNK)
+        while pending:
+            following = list(islice(source, window))
+            following_results = pool.map(build_one, following, chunksize=CHUNK)
+            yield from zip(pending, results, strict=True)
+            pending, results = following, following_results
