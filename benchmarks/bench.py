@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import cProfile
 import gc
+import gzip
 import io
 import json
 import math
@@ -40,6 +41,7 @@ import platform
 import pstats
 import re
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -425,6 +427,7 @@ class Results:
     concurrency: int = DEFAULT_CONCURRENCY
     crawl_repeat: int = 1
     crawl_nodelay: bool = True
+    crawl_server: str = "SiteServer"
     crawl: dict[str, Child] = field(default_factory=dict)
     crawl_fetched: dict[str, int] = field(default_factory=dict)
     #: Per crawler: records produced and the crawl's own elapsed seconds (no interpreter start).
@@ -575,6 +578,91 @@ class _Server:
         self.close()
 
 
+class _Nginx:
+    """The site served by nginx (static files, keep-alive, sendfile) on a free loopback port.
+
+    nginx cannot rewrite the sitemaps' placeholder origin inside gzip files, so the site is
+    copied once with the real origin written in.
+    """
+
+    CONFIG = """
+{user}
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nodelay on;
+    keepalive_requests 100000;
+    types {{ text/html html; application/xml xml; text/plain txt; application/gzip gz; }}
+    default_type application/octet-stream;
+    client_body_temp_path {work}/tmp;
+    proxy_temp_path {work}/tmp;
+    fastcgi_temp_path {work}/tmp;
+    uwsgi_temp_path {work}/tmp;
+    scgi_temp_path {work}/tmp;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {{ try_files $uri $uri.html $uri/index.html =404; }}
+    }}
+}}
+"""
+
+    def __init__(self, site: Path, work: Path) -> None:
+        from pipeline.demo.server import PLACEHOLDER_ORIGIN
+
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.origin = f"http://127.0.0.1:{port}"
+        self.work = work / "nginx"
+        shutil.rmtree(self.work, ignore_errors=True)
+        root = self.work / "site"
+        shutil.copytree(site, root)
+        for path in root.iterdir():
+            if path.suffix in (".xml", ".txt"):
+                path.write_bytes(
+                    path.read_bytes().replace(PLACEHOLDER_ORIGIN.encode(), self.origin.encode())
+                )
+            elif path.name.endswith(".xml.gz"):
+                raw = gzip.decompress(path.read_bytes())
+                path.write_bytes(
+                    gzip.compress(raw.replace(PLACEHOLDER_ORIGIN.encode(), self.origin.encode()))
+                )
+        (self.work / "tmp").mkdir()
+        config = self.work / "nginx.conf"
+        # Run as root, nginx hands its workers to "nobody", who cannot read a private temp dir.
+        user = "user root;" if os.geteuid() == 0 else ""
+        config.write_text(self.CONFIG.format(user=user, work=self.work, port=port, root=root))
+        self.proc = subprocess.Popen([nginx, "-c", str(config), "-p", str(self.work)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                return
+            time.sleep(0.05)
+        self.close()
+        raise RuntimeError(f"nginx did not start; see {self.work / 'nginx-error.log'}")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> _Nginx:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _serve_main(root: str, nodelay: bool = True) -> int:
     from pipeline.demo import server as demo
 
@@ -598,16 +686,19 @@ def measure_crawl(
     scrapy: bool,
     repeat: int,
     nodelay: bool = True,
+    nginx: bool = False,
 ) -> None:
     """``pipeline crawl`` and Scrapy, interleaved ``repeat`` times; the median run of each."""
     results.concurrency = concurrency
     results.crawl_nodelay = nodelay
+    results.crawl_server = "nginx" if nginx else "SiteServer"
     results.crawl_repeat = max(1, repeat)
     use_scrapy = scrapy and _has_scrapy()
     if scrapy and not use_scrapy:
         results.crawl_note = "Scrapy is not installed: no comparison (pip install scrapy)."
     runs: dict[str, list[tuple[Child, int, int, float]]] = {}
-    with _Server(site, nodelay=nodelay) as server:
+    server: _Server | _Nginx
+    with _Nginx(site, work) if nginx else _Server(site, nodelay=nodelay) as server:
         for _ in range(results.crawl_repeat):
             runs.setdefault("pipeline", []).append(
                 _crawl_pipeline(server.origin, work, concurrency)
@@ -1069,12 +1160,16 @@ def _render_crawl(results: Results) -> list[str]:
     out = [
         f"#### Crawl of a loopback site of {results.crawl_pages:,} files "
         f"(concurrency {c}, per host {c}, rate 0)\n",
-        "The site is served by `pipeline.demo.server.SiteServer` in its own process"
-        + (
-            " with TCP_NODELAY set on its sockets (as is, the server's two sends per response "
-            "meet the client's delayed ACK and every request stalls ~40 ms)"
-            if results.crawl_nodelay
-            else " as is (Nagle on)"
+        (
+            "The site is served by nginx (static files, one worker) in its own process"
+            if results.crawl_server == "nginx"
+            else "The site is served by `pipeline.demo.server.SiteServer` in its own process"
+            + (
+                " with TCP_NODELAY set on its sockets (as is, the server's two sends per "
+                "response meet the client's delayed ACK and every request stalls ~40 ms)"
+                if results.crawl_nodelay
+                else " as is (Nagle on)"
+            )
         )
         + "; the figures are the crawler's subprocess only. *Fetched* counts HTTP responses "
         "(robots.txt, sitemaps, "
@@ -1289,6 +1384,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the site with SiteServer as is (Nagle on: ~40 ms stall per request)",
     )
     parser.add_argument(
+        "--nginx",
+        action="store_true",
+        help="serve the crawled site with nginx (must be on PATH) instead of SiteServer",
+    )
+    parser.add_argument(
         "--skip",
         default="",
         help="comma-separated parts to skip: inprocess,stages,process,ingest,crawl,scrapy",
@@ -1351,6 +1451,7 @@ def run(args: argparse.Namespace, command: str) -> Results:
                 scrapy="scrapy" not in skip,
                 repeat=args.crawl_repeat,
                 nodelay=not args.stock_server,
+                nginx=args.nginx,
             )
     return results
 

@@ -45,6 +45,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, sto
 
 from pipeline import __version__
 from pipeline.acquire.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse
+from pipeline.acquire.transport import make_transport
 from pipeline.errors import (
     FetchConnectionError,
     FetchTimeout,
@@ -475,9 +476,10 @@ class Fetcher:
     ) -> httpx.AsyncClient:
         """An HTTP/2-capable client with the timeouts and pool size of this fetcher."""
         lim = self.limits
+        pool = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         return httpx.AsyncClient(
             http2=True,
-            transport=transport,
+            transport=transport or make_transport(pool),
             follow_redirects=False,
             timeout=httpx.Timeout(
                 connect=lim.connect_timeout,
@@ -485,7 +487,7 @@ class Fetcher:
                 write=lim.read_timeout,
                 pool=lim.total_timeout,
             ),
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            limits=pool,
             headers={"User-Agent": self.user_agent},
         )
 

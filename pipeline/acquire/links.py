@@ -21,13 +21,20 @@ def extract_links(html: str | bytes, base_url: str) -> list[str]:
     """
     tree = LexborHTMLParser(html)
     base = _document_base(tree, base_url)
+    parts = urlsplit(base)
+    origin = f"{parts.scheme}://{parts.netloc}"
     seen: set[str] = set()
     links: list[str] = []
     for node in tree.css("a[href]"):
         href = (node.attributes.get("href") or "").strip()
         if not href or href.startswith("#"):
             continue
-        url = normalize_url(href, base)
+        if href[0] == "/" and href[1:2] not in ("/", "\\"):
+            # Root-relative (most links): resolved by hand, so that normalize_url's cache is
+            # keyed by the absolute URL, which a site repeats on every page.
+            url = normalize_url(origin + _clean(href))
+        else:
+            url = normalize_url(href, base)
         if url is not None and url not in seen:
             seen.add(url)
             links.append(url)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -28,7 +29,7 @@ from pipeline.extract.page import Extraction, extract
 #: Below this many pages a batch is extracted in process (a pool costs ~0.3 s to start).
 POOL_MIN_JOBS = 256
 #: Jobs handed to a worker at a time (amortizes the inter-process round trip).
-CHUNK = 32
+CHUNK = 16
 #: Jobs in flight at once per worker: bounds memory whatever the number of pages.
 WINDOW_PER_WORKER = 4 * CHUNK
 
@@ -102,13 +103,25 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def build_batch(jobs: list[Job]) -> list[Result]:
+    """Extract a batch of jobs (one round trip to a worker)."""
+    return [build_one(job) for job in jobs]
+
+
 def build_all(
-    jobs: Iterable[Job], *, workers: int | None = None, pool_min: int = POOL_MIN_JOBS
+    jobs: Iterable[Job],
+    *,
+    workers: int | None = None,
+    pool_min: int = POOL_MIN_JOBS,
+    chunk: int = CHUNK,
 ) -> Iterator[tuple[Job, Result]]:
     """``(job, result)`` for every job, in order, on ``workers`` processes (default: all).
 
-    A pool starts only when at least ``pool_min`` jobs are waiting; memory stays bounded by
-    a window of jobs in flight, however many there are.
+    A pool starts only when at least ``pool_min`` jobs are waiting. Jobs go to the workers in
+    batches of ``chunk`` as they arrive, so ``jobs`` may be a stream that another thread feeds
+    (the crawl builds pages while it fetches others); results come back as soon as the oldest
+    batch is done. At most a window of batches is in flight: memory stays bounded however
+    many jobs there are.
     """
     size = default_workers() if workers is None else max(1, workers)
     source = iter(jobs)
@@ -121,13 +134,19 @@ def build_all(
     # its open state database; they import the extractor once, in the server.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["pipeline.run.build"])
-    window = size * WINDOW_PER_WORKER
+    window = max(2, size * WINDOW_PER_WORKER // max(1, chunk))
+    in_flight: deque[tuple[list[Job], Future[list[Result]]]] = deque()
     with ProcessPoolExecutor(max_workers=size, mp_context=context) as pool:
-        # Two windows in flight: the workers extract the next while this one is loaded.
-        pending = head + list(islice(source, max(0, window - len(head))))
-        results = pool.map(build_one, pending, chunksize=CHUNK)
-        while pending:
-            following = list(islice(source, window))
-            following_results = pool.map(build_one, following, chunksize=CHUNK)
-            yield from zip(pending, results, strict=True)
-            pending, results = following, following_results
+        for batch in _batches(chain(head, source), chunk):
+            in_flight.append((batch, pool.submit(build_batch, batch)))
+            while in_flight and (len(in_flight) >= window or in_flight[0][1].done()):
+                done, future = in_flight.popleft()
+                yield from zip(done, future.result(), strict=True)
+        while in_flight:
+            done, future = in_flight.popleft()
+            yield from zip(done, future.result(), strict=True)
+
+
+def _batches(jobs: Iterator[Job], size: int) -> Iterator[list[Job]]:
+    while batch := list(islice(jobs, size)):
+        yield batch

@@ -25,11 +25,13 @@ not a procedure page is a reject with its ``page_kind``.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from queue import SimpleQueue
 
 import httpx
 
@@ -191,6 +193,12 @@ class _Acquire:
         self.report = report
         self.clock = clock
         self.scope = scope
+        #: URLs already handed to the state in this run (a site links its pages from every
+        #: page; the state ignores them again, but need not be asked).
+        self.seen: set[str] = set()
+        #: Where a newly archived page goes to be built while the crawl goes on (None: it
+        #: waits for the build stage).
+        self.built: Callable[[PageRow], None] | None = None
 
     def discover(
         self,
@@ -209,11 +217,14 @@ class _Acquire:
         entries = []
         for url, lastmod in urls:
             norm = normalize_url(url)
-            if norm is None or not self.scope.allows(norm):
+            if norm is None or (lastmod is None and norm in self.seen):
+                continue
+            if not self.scope.allows(norm):
                 continue
             what = kind or self.profile.kind(norm, seed=source == "seed")
             if source == "link" and what != "sitemap" and not self.profile.follows(norm):
                 continue
+            self.seen.add(norm)
             entries.append((norm, what, depth, parent, lastmod))
         if entries:
             added = self.state.add_discovered(entries, now=self.clock())
@@ -239,11 +250,11 @@ class _Acquire:
             if row.kind == "page":
                 self.report.add("failed")
         else:
-            self._fetched(row, result)
+            await self._fetched(row, result)
         finally:
             self.report.advance()
 
-    def _fetched(self, row: PageRow, result: FetchResult) -> None:
+    async def _fetched(self, row: PageRow, result: FetchResult) -> None:
         if result.not_modified:
             self.state.record_unchanged(row.url, result.fetched_at)
             self.report.add("unchanged")
@@ -259,12 +270,23 @@ class _Acquire:
             self._record_fetch(row, result, content_hash(result.body))
             return
         content_type = result.headers.get("content-type")
-        digest = self.archive.put(result.body, content_type=content_type, url=row.url)
+        # Compressing and writing the object happen off the event loop (zlib and file writes
+        # release the GIL), while other pages are on the wire.
+        digest = await asyncio.to_thread(
+            self.archive.put, result.body, content_type=content_type, url=row.url
+        )
         if digest == row.content_hash and row.status in ("fetched", "unchanged", "rejected"):
             self.state.record_unchanged(row.url, result.fetched_at)  # same bytes as last time
             self.report.add("unchanged")
             return
         self._record_fetch(row, result, digest)
+        if self.built is not None:
+            self.built(
+                replace(
+                    row, content_hash=digest, status="fetched", last_status=result.status,
+                    last_fetched=result.fetched_at,
+                )
+            )  # fmt: skip
 
     def _record_fetch(self, row: PageRow, result: FetchResult, digest: str) -> None:
         self.state.record_fetched(
@@ -370,28 +392,28 @@ def _build(
     *,
     everything: bool,
     workers: int | None,
+    streamed: Iterable[PageRow] = (),
 ) -> list[BuiltPage]:
     """Load every unpublished outcome of the state into the sink; returns what was built.
 
-    First the pages that failed to fetch or went away since the last publication, then every
-    archived page not yet built by this parser version (``everything``: all of them).
+    First the pages ``streamed`` to it (archived by the acquire stage while it runs), then
+    every other archived page not yet built by this parser version (``everything``: all of
+    them), then the pages that failed to fetch or went away since the last publication.
     """
     clock = sink.clock
-    for row in state.unpublished_losses():
-        if row.status == "gone":
-            sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
-        else:
-            sink.reject_typed(
-                row.url, "fetch", row.error_kind or "fetch_error",
-                row.last_error or "the fetch failed", row.last_status, at=row.last_attempt,
-            )  # fmt: skip
     rows: deque[PageRow] = deque()
     root = str(archive.root)
+    dispatched: set[tuple[str, str | None]] = set()
 
     def jobs() -> Iterator[Job]:
-        for row in state.to_build(PARSER_VERSION, everything=everything):
+        for row in streamed:
+            dispatched.add((row.url, row.content_hash))
             rows.append(row)
             yield Job(row.url, digest=row.content_hash, archive=root)
+        for row in state.to_build(PARSER_VERSION, everything=everything):
+            if (row.url, row.content_hash) not in dispatched:
+                rows.append(row)
+                yield Job(row.url, digest=row.content_hash, archive=root)
 
     built: list[BuiltPage] = []
     for job, result in build_all(jobs(), workers=workers):
@@ -410,7 +432,62 @@ def _build(
         if row.status == "gone":
             sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
         sink.report.advance()
+    for row in state.unpublished_losses():
+        if row.status == "gone":
+            sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
+        else:
+            sink.reject_typed(
+                row.url, "fetch", row.error_kind or "fetch_error",
+                row.last_error or "the fetch failed", row.last_status, at=row.last_attempt,
+            )  # fmt: skip
     return built
+
+
+class _Builder:
+    """The build stage in a thread beside the acquire stage: pages are extracted (on the other
+    cores) while the crawl fetches more, then whatever the state still holds unbuilt."""
+
+    def __init__(
+        self, state: CrawlState, archive: RawArchive, sink: _Sink, workers: int | None
+    ) -> None:
+        self.queue: SimpleQueue[PageRow | None] = SimpleQueue()
+        self.stopping = threading.Event()
+        self.built: list[BuiltPage] = []
+        self.error: BaseException | None = None
+        self._args = (state, archive, sink, workers)
+        self._thread = threading.Thread(target=self._run, name="pipeline-build", daemon=True)
+
+    def start(self) -> _Builder:
+        self._thread.start()
+        return self
+
+    def _streamed(self) -> Iterator[PageRow]:
+        while (row := self.queue.get()) is not None:
+            if not self.stopping.is_set():
+                yield row
+
+    def _run(self) -> None:
+        state, archive, sink, workers = self._args
+        try:
+            self.built = _build(
+                state, archive, sink, everything=False, workers=workers, streamed=self._streamed()
+            )
+        except BaseException as exc:  # handed to the main thread by finish()
+            self.error = exc
+
+    def finish(self) -> list[BuiltPage]:
+        """The acquire stage is over: build the rest, wait, and return what was built."""
+        self.queue.put(None)
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.built
+
+    def abort(self) -> None:
+        """The acquire stage failed: drop what is queued and wait for the thread to end."""
+        self.stopping.set()
+        self.queue.put(None)
+        self._thread.join()
 
 
 def _publish(state: CrawlState, sink: _Sink, run_id: int, built: list[BuiltPage]) -> RunResult:
@@ -482,14 +559,20 @@ def crawl(
         run_id = state.begin_run(clock())
         with TableWriter(options.out, run_id=f"{run_id:06d}", mode="crawl") as writer:
             acquire = _Acquire(options, state, archive, report, clock, scope)
+            sink = _Sink(writer, report, clock)
+            builder = _Builder(state, archive, sink, options.workers).start()
+            acquire.built = builder.queue.put
 
             async def go() -> None:
                 async with make_fetcher(options, scope, transport=transport, sleep=sleep) as f:
                     await acquire.run(normalized, f)
 
-            asyncio.run(go())
-            sink = _Sink(writer, report, clock)
-            built = _build(state, archive, sink, everything=False, workers=options.workers)
+            try:
+                asyncio.run(go())
+            except BaseException:
+                builder.abort()
+                raise
+            built = builder.finish()
             return _publish(state, sink, run_id, built)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -77,6 +78,8 @@ class RunReport:
     extraction: dict[str, int] = field(default_factory=dict)
     _progress: Progress | None = None
     _task: TaskID | None = None
+    #: The crawl's acquire (event loop) and build (a thread) stages count at the same time.
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __enter__(self) -> Self:
         show = self.show_progress if self.show_progress is not None else sys.stderr.isatty()
@@ -116,12 +119,14 @@ class RunReport:
 
     def add(self, name: str, n: int = 1) -> None:
         """Count ``n`` more of ``name``."""
-        self.counts[name] += n
+        with self._lock:
+            self.counts[name] += n
 
     def reject(self, kind: str) -> None:
         """Count one rejected page under its reason kind."""
-        self.counts["rejected"] += 1
-        self.rejects_by_reason[kind] += 1
+        with self._lock:
+            self.counts["rejected"] += 1
+            self.rejects_by_reason[kind] += 1
 
     def advance(self, n: int = 1) -> None:
         """One more page done (whatever its outcome)."""
