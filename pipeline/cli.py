@@ -73,8 +73,16 @@ def cli() -> None:
     help="Where a saved page came from: its source, and where its code is looked for last "
     "(a clinic page that names its code only in its address). One FILE only.",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Processes that extract pages [default: every core].",
+)
 @handle_errors
-def parse_cmd(inputs: tuple[str, ...], timeout: float | None, url: str | None) -> None:
+def parse_cmd(
+    inputs: tuple[str, ...], timeout: float | None, url: str | None, workers: int | None
+) -> None:
     """Parse pages (files, directories, URLs) and print one JSON record per line.
 
     A page that cannot be parsed gets one line on stderr with its path and reason. Exits 1 at
@@ -84,7 +92,7 @@ def parse_cmd(inputs: tuple[str, ...], timeout: float | None, url: str | None) -
 
     out = sys.stdout
     rejected = 0
-    for source, outcome in parse_inputs(list(inputs), timeout=timeout, url=url):
+    for source, outcome in parse_inputs(list(inputs), timeout=timeout, url=url, workers=workers):
         if isinstance(outcome, PipelineError):
             rejected += 1
             click.echo(f"{source}: {outcome.stage}: {outcome.kind}: {outcome}", err=True)

@@ -10,6 +10,13 @@ reject; ``pipeline status`` counts rejects by the same reasons as the run summar
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
 from pathlib import Path
 
 import polars as pl
@@ -254,3 +261,45 @@ def test_status_counts_rejects_by_the_reasons_of_the_run_summary(tmp_path: Path)
     rejects = pl.read_parquet(options.out / "parquet" / "rejects.parquet")
     assert rejects.height == 3
     assert rejects["stage"].dtype == pl.Enum(["fetch", "parse", "validate"])
+
+
+def _tagged(tag: str) -> set[int]:
+    """Processes whose environment carries ``tag`` (a run and every process it started)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if tag.encode() in (entry / "environ").read_bytes():
+                    found.add(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
+def test_workers_do_not_outlive_a_killed_run(tmp_path: Path) -> None:
+    for index in range(1500):
+        (tmp_path / f"{index:04d}.html").write_bytes(generate_page(index, 3).html)
+    tag = f"PIPELINE_TEST_RUN={uuid.uuid4().hex}"
+    env = {**os.environ, tag.split("=", maxsplit=1)[0]: tag.split("=")[1]}
+    run = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "parse", "--workers", "2", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while len(_tagged(tag)) < 3 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the run, its fork server and a worker
+        assert run.poll() is None, "the run ended before it could be killed"
+        run.kill()
+        run.wait()
+        deadline = time.monotonic() + 10
+        while _tagged(tag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _tagged(tag), "workers outlived the killed run"
+    finally:
+        run.kill()
+        for pid in _tagged(tag):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

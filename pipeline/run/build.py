@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -136,7 +138,9 @@ def build_all(
     context.set_forkserver_preload(["pipeline.run.build"])
     window = max(2, size * WINDOW_PER_WORKER // max(1, chunk))
     in_flight: deque[tuple[list[Job], Future[list[Result]]]] = deque()
-    with ProcessPoolExecutor(max_workers=size, mp_context=context) as pool:
+    with ProcessPoolExecutor(
+        max_workers=size, mp_context=context, initializer=_watch, initargs=(os.getpid(),)
+    ) as pool:
         for batch in _batches(chain(head, source), chunk):
             in_flight.append((batch, pool.submit(build_batch, batch)))
             while in_flight and (len(in_flight) >= window or in_flight[0][1].done()):
@@ -145,6 +149,27 @@ def build_all(
         while in_flight:
             done, future = in_flight.popleft()
             yield from zip(done, future.result(), strict=True)
+
+
+#: How often a worker checks that the process it works for is still alive, seconds.
+WATCH_EVERY = 1.0
+
+
+def _watch(parent: int) -> None:
+    """In a worker: exit when ``parent`` is gone. A parent killed with SIGKILL never tells its
+    workers, and they (and the fork server, which waits for them) would wait forever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_EVERY)
+            try:
+                os.kill(parent, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, under another user (pid reuse): keep watching
+                continue
+
+    threading.Thread(target=watch, name="pipeline-watch-parent", daemon=True).start()
 
 
 def _batches(jobs: Iterator[Job], size: int) -> Iterator[list[Job]]:
