@@ -11,12 +11,11 @@ The public API, used by the command line itself::
 :mod:`pipeline.errors`, the record's parts in :mod:`pipeline.models`.
 """
 
-__version__ = "0.1.0"
-
 from pipeline import errors
 from pipeline.errors import PipelineError
 from pipeline.extract.page import PARSER_VERSION, parse_page
 from pipeline.models import CodeSystem, Procedure
+from pipeline.version import __version__
 
 __all__ = [
     "PARSER_VERSION",

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from pipeline import __version__
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError, StateError, UsageError, WriteError
 from pipeline.run.progress import configure_logging
+from pipeline.version import __version__
 
 if TYPE_CHECKING:  # the crawl machinery is imported by the commands that use it
     from pipeline.run.crawl import CrawlOptions, RunResult

@@ -27,9 +27,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from pipeline import __version__
 from pipeline.acquire.profile import REFERENCE, SiteProfile
 from pipeline.errors import UsageError
+from pipeline.version import __version__
 
 DEFAULT_CONFIG_FILE = Path("pipeline.toml")
 DEFAULT_USER_AGENT = (

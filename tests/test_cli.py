@@ -302,6 +302,8 @@ def test_option_beats_environment_beats_config(tmp_path: Path) -> None:
         ("concurrency = 'many'\n", "bad value for concurrency"),
         ("nonsense = 1\n", "bad value for nonsense"),
         ("rate = [\n", "cannot read config file"),
+        ('follow = ["(unclosed"]\n', "bad value for follow"),
+        ("workers = 0\n", "bad value for workers"),
     ],
 )
 def test_bad_config_exits_2(tmp_path: Path, content: str, message: str) -> None:

@@ -43,7 +43,6 @@ from typing import Literal, Self
 import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 
-from pipeline import __version__
 from pipeline.acquire.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse
 from pipeline.acquire.transport import make_transport
 from pipeline.errors import (
@@ -61,6 +60,7 @@ from pipeline.errors import (
     TruncatedBody,
     UsageError,
 )
+from pipeline.version import __version__
 
 __all__ = [
     "DEFAULT_USER_AGENT",
