@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from pipeline.load import tables as T
-from pipeline.load.write import record_to_rows
+from pipeline.load.rows import record_to_rows
 from pipeline.models import (
     AnesthesiaKind,
     CodeSystem,

@@ -21,6 +21,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from pipeline.errors import WriteError
+from pipeline.load import merge as M
 from pipeline.load import tables as T
 from pipeline.load import write as W
 from pipeline.load.write import PublishResult, TableWriter
@@ -699,7 +700,7 @@ def test_polars_failures_become_write_errors(
     def broken(*args: object, **kwargs: object) -> None:
         raise pl.exceptions.ComputeError("disk said no")
 
-    monkeypatch.setattr(W, "_write_csv", broken)
+    monkeypatch.setattr(W, "write_csv", broken)
     with pytest.raises(WriteError, match="disk said no") as info:
         publish(out, Run([Page(make_record("22214"))]), "run-2")
     assert isinstance(info.value.__cause__, pl.exceptions.ComputeError)
@@ -713,12 +714,12 @@ def test_contract_checks_refuse_bad_tables(tmp_path: Path) -> None:
         schema={"source": pl.String(), "stage": T.STAGE},
     ).write_parquet(path)
     with pytest.raises(WriteError, match="repeat the key"):
-        W._check_keys(path, T.REJECTS)
+        M.check_keys(path, T.REJECTS)
     T.RUNS.empty().write_parquet(path)
-    W._check_nulls(path, T.RUNS)  # empty is fine
+    M.check_nulls(path, T.RUNS)  # empty is fine
     pl.DataFrame([dict.fromkeys(T.RUNS.names)], schema=T.RUNS.schema).write_parquet(path)
     with pytest.raises(WriteError, match="nulls in run_id"):
-        W._check_nulls(path, T.RUNS)
+        M.check_nulls(path, T.RUNS)
 
 
 def test_bad_arguments_are_refused(tmp_path: Path) -> None:
