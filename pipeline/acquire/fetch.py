@@ -16,8 +16,8 @@ What a fetch does, in order, for every hop of a redirect chain:
 3. **slots**: one of ``per_host_concurrency`` slots for the host, then one of ``concurrency``;
 4. **pace**: at least ``1 / rate`` seconds (or robots.txt's Crawl-delay, if larger) between the
    starts of two requests to the same host;
-5. **exchange** under ``total_timeout``: the body is streamed and decompressed by this module with a
-   bounded inflater, so neither a large body nor a gzip bomb is ever held past ``max_bytes``.
+5. **exchange** under ``total_timeout``: the body is streamed and decompressed with a
+   bounded inflater (:mod:`pipeline.acquire.body`), so no body or gzip bomb outgrows ``max_bytes``.
 
 Failures are translated into :mod:`pipeline.errors` at this boundary. Transient ones (timeouts,
 resets, truncated bodies, 408/429/5xx) are retried by tenacity as :class:`RetryPolicy` says,
@@ -28,21 +28,22 @@ raised at once.
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
-import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Literal, Self
+from typing import Self
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
 
+from pipeline.acquire.body import lower_headers, read_body
+from pipeline.acquire.pacing import HostPacer, RetryWait, log_retry
+from pipeline.acquire.policy import FetchLimits, RetryPolicy
 from pipeline.acquire.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse
 from pipeline.acquire.transport import make_transport
 from pipeline.errors import (
@@ -52,12 +53,9 @@ from pipeline.errors import (
     OutOfScope,
     PageGone,
     RedirectError,
-    ResponseTooLarge,
     RetryableStatus,
     RobotsDisallowed,
-    TerminalFetchError,
     TransientFetchError,
-    TruncatedBody,
     UsageError,
 )
 from pipeline.version import __version__
@@ -71,7 +69,6 @@ __all__ = [
     "parse_retry_after",
 ]
 
-log = logging.getLogger(__name__)
 
 DEFAULT_USER_AGENT = (
     f"procedure-pages-pipeline/{__version__} "
@@ -80,83 +77,10 @@ DEFAULT_USER_AGENT = (
 )
 """Identifies the crawler; robots.txt groups are matched on its product token."""
 
-MiB = 1024 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 SUCCESS_STATUSES = frozenset({200, 203})
 GONE_STATUSES = frozenset({404, 410})
 ACCEPT_ENCODING = "gzip, deflate"  # only what the bounded inflater below can decode
-
-Jitter = Literal["full", "decorrelated", "none"]
-
-
-# --- configuration ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """The single source of truth for retries.
-
-    ``max_attempts`` counts the first try. Between attempts the fetcher waits what the server's
-    ``Retry-After`` asks (capped at ``retry_after_cap``), otherwise an exponential backoff from
-    ``backoff_initial`` doubling up to ``backoff_max``, with ``jitter``: ``"full"`` (uniform in
-    ``[0, backoff]``), ``"decorrelated"`` (uniform in ``[initial, 3 * previous]``) or ``"none"``.
-    Only statuses in ``retry_statuses`` are retried; every other error status is terminal.
-    """
-
-    max_attempts: int = 5
-    backoff_initial: float = 0.5
-    backoff_max: float = 60.0
-    jitter: Jitter = "full"
-    retry_after_cap: float = 120.0
-    retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise UsageError(f"max_attempts must be at least 1, not {self.max_attempts}")
-        if self.backoff_initial < 0 or self.backoff_max < self.backoff_initial:
-            raise UsageError("backoff needs 0 <= backoff_initial <= backoff_max")
-        if self.retry_after_cap < 0:
-            raise UsageError("retry_after_cap must not be negative")
-        if self.jitter not in ("full", "decorrelated", "none"):
-            raise UsageError(f"unknown jitter {self.jitter!r}")
-
-    def backoff(
-        self, attempt: int, *, previous: float | None = None, rng: random.Random | None = None
-    ) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based) with no Retry-After."""
-        rng = rng or random.Random()
-        ceiling = min(self.backoff_max, self.backoff_initial * 2.0 ** min(attempt - 1, 64))
-        if self.jitter == "none":
-            return ceiling
-        if self.jitter == "full":
-            return rng.uniform(0.0, ceiling)
-        base = previous if previous is not None else self.backoff_initial
-        return min(self.backoff_max, rng.uniform(self.backoff_initial, base * 3.0))
-
-    def retry_after_wait(self, retry_after: float) -> float:
-        """The wait for a server's Retry-After, never negative and at most ``retry_after_cap``."""
-        return min(max(retry_after, 0.0), self.retry_after_cap)
-
-
-@dataclass(frozen=True)
-class FetchLimits:
-    """Bounds on one request: body size, timeouts (seconds) and redirect hops.
-
-    ``total_timeout`` bounds one whole exchange (headers and body) so that a server trickling
-    bytes slower than ``read_timeout`` notices cannot hold a request forever.
-    """
-
-    max_bytes: int = 5 * MiB
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    total_timeout: float = 60.0
-    max_redirects: int = 5
-
-    def __post_init__(self) -> None:
-        if self.max_bytes < 1 or self.max_redirects < 0:
-            raise UsageError("max_bytes must be positive and max_redirects not negative")
-        if min(self.connect_timeout, self.read_timeout, self.total_timeout) <= 0:
-            raise UsageError("timeouts must be positive")
 
 
 # --- result ----------------------------------------------------------------------------------
@@ -223,178 +147,6 @@ def _utc_now() -> datetime:
 def _host_key(url: httpx.URL) -> str:
     """The key for per-host slots and pacing: host and explicit port."""
     return f"{url.host}:{url.port}" if url.port else url.host
-
-
-def _lower_headers(headers: httpx.Headers) -> dict[str, str]:
-    """Response headers as a plain dict with lower-case names (repeated fields joined)."""
-    return {name.lower(): value for name, value in headers.items()}
-
-
-def _content_length(headers: dict[str, str]) -> int | None:
-    """The announced Content-Length, or None when absent or malformed."""
-    value = headers.get("content-length", "").strip()
-    return int(value) if value.isdigit() else None
-
-
-# --- bounded decompression -------------------------------------------------------------------
-
-
-def _has_zlib_header(data: bytes) -> bool:
-    """Whether a deflate body starts with a zlib header (RFC 1950) rather than raw deflate."""
-    return len(data) >= 2 and (data[0] & 0x0F) == 8 and (data[0] << 8 | data[1]) % 31 == 0
-
-
-class _Inflater:
-    """Decodes a Content-Encoding chunk by chunk, never producing more than it is asked for.
-
-    ``httpx``'s own decoders inflate a whole network chunk at once (64 KiB of gzip can inflate
-    to 64 MiB), so the fetcher reads raw bytes and decodes them here with ``max_length``.
-    """
-
-    def __init__(self, encoding: str, source: str) -> None:
-        self._encoding = encoding
-        self._source = source
-        self._zlib: zlib._Decompress | None = None
-        if encoding in ("gzip", "x-gzip"):
-            self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        self._seen_input = False
-
-    @classmethod
-    def for_headers(cls, headers: dict[str, str], source: str) -> _Inflater:
-        """The inflater for a response's Content-Encoding (identity when absent)."""
-        codings = [
-            c.strip().lower() for c in headers.get("content-encoding", "").split(",") if c.strip()
-        ]
-        codings = [c for c in codings if c != "identity"]
-        if not codings:
-            return cls("identity", source)
-        if len(codings) > 1 or codings[0] not in ("gzip", "x-gzip", "deflate"):
-            raise TerminalFetchError(
-                f"unsupported Content-Encoding {headers['content-encoding']!r}", source=source
-            )
-        return cls(codings[0], source)
-
-    def feed(self, data: bytes, limit: int) -> bytes:
-        """Decode ``data``, returning at most ``limit`` bytes (``limit`` reached means: too big)."""
-        if not data:
-            return b""
-        self._seen_input = True
-        if self._encoding == "identity":
-            return data
-        if self._zlib is None:  # deflate: zlib-wrapped per RFC, raw in the wild
-            wbits = zlib.MAX_WBITS if _has_zlib_header(data) else -zlib.MAX_WBITS
-            self._zlib = zlib.decompressobj(wbits)
-        if self._zlib.eof:
-            return b""  # trailing bytes after the end of the stream are ignored
-        try:
-            return self._zlib.decompress(data, limit)
-        except zlib.error as exc:
-            raise TruncatedBody(
-                f"corrupt {self._encoding} stream: {exc}", source=self._source
-            ) from exc
-
-    def finish(self) -> None:
-        """Check that a compressed stream was complete."""
-        if self._zlib is not None and self._seen_input and not self._zlib.eof:
-            raise TruncatedBody(f"{self._encoding} stream ended early", source=self._source)
-
-
-def _check_size(body: bytes, *, max_bytes: int, truncate: bool, source: str) -> bytes:
-    """Apply the size limit to a body that is already in memory."""
-    if len(body) <= max_bytes:
-        return body
-    if truncate:
-        return body[:max_bytes]
-    raise ResponseTooLarge(f"body is over the limit of {max_bytes} bytes", source=source)
-
-
-async def _read_body(
-    response: httpx.Response, *, max_bytes: int, truncate: bool, source: str
-) -> bytes:
-    """Stream, decode and size-check a body; ``truncate`` keeps the first ``max_bytes`` instead."""
-    headers = _lower_headers(response.headers)
-    announced = _content_length(headers)
-    if announced is not None and announced > max_bytes and not truncate:
-        raise ResponseTooLarge(
-            f"Content-Length {announced} is over the limit of {max_bytes} bytes", source=source
-        )
-    if response.is_stream_consumed:  # built from bytes (e.g. httpx.MockTransport): already read
-        return _check_size(response.content, max_bytes=max_bytes, truncate=truncate, source=source)
-    inflater = _Inflater.for_headers(headers, source)
-    body = bytearray()
-    received = 0
-    try:
-        async for chunk in response.aiter_raw():
-            received += len(chunk)
-            body += inflater.feed(chunk, max_bytes - len(body) + 1)
-            if len(body) > max_bytes:
-                if truncate:
-                    return bytes(body[:max_bytes])
-                raise ResponseTooLarge(
-                    f"body is over the limit of {max_bytes} bytes (after decoding)", source=source
-                )
-    except httpx.TimeoutException as exc:
-        raise FetchTimeout(f"timed out reading the body: {exc!r}", source=source) from exc
-    except httpx.TransportError as exc:
-        raise TruncatedBody(f"body cut short: {exc!r}", source=source) from exc
-    inflater.finish()
-    if announced is not None and received < announced:
-        raise TruncatedBody(f"got {received} of {announced} announced bytes", source=source)
-    return bytes(body)
-
-
-# --- politeness ------------------------------------------------------------------------------
-
-
-class _HostPacer:
-    """Keeps the starts of requests to one host at least an interval apart.
-
-    Callers for one host queue on a lock; each sleeps until the interval since the previous
-    start has passed, then records its own start on the (injected) monotonic clock.
-    """
-
-    def __init__(
-        self, monotonic: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
-    ) -> None:
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._last_start: dict[str, float] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def wait_turn(self, host: str, interval: float) -> None:
-        """Sleep until ``host`` may be sent its next request, and mark that start."""
-        async with self._locks.setdefault(host, asyncio.Lock()):
-            last = self._last_start.get(host)
-            if last is not None:
-                delay = last + interval - self._monotonic()
-                if delay > 0:
-                    await self._sleep(delay)
-            self._last_start[host] = self._monotonic()
-
-
-class _RetryWait:
-    """tenacity ``wait``: the server's Retry-After if it sent one, else the policy's backoff."""
-
-    def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
-        self._policy = policy
-        self._rng = rng
-        self._previous: float | None = None
-
-    def __call__(self, state: RetryCallState) -> float:
-        """Seconds to sleep before the next attempt."""
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, RetryableStatus) and exc.retry_after is not None:
-            return self._policy.retry_after_wait(exc.retry_after)
-        delay = self._policy.backoff(state.attempt_number, previous=self._previous, rng=self._rng)
-        self._previous = delay
-        return delay
-
-
-def _log_retry(state: RetryCallState) -> None:
-    """tenacity ``before_sleep``: say what failed and how long the fetcher waits."""
-    exc = state.outcome.exception() if state.outcome is not None else None
-    wait = state.next_action.sleep if state.next_action is not None else 0.0
-    log.info("attempt %d failed (%s); retrying in %.2f s", state.attempt_number, exc, wait)
 
 
 # --- the fetcher -----------------------------------------------------------------------------
@@ -464,7 +216,7 @@ class Fetcher:
         self._per_host_concurrency = per_host_concurrency
         self._global_slots = asyncio.Semaphore(concurrency)
         self._host_slots: dict[str, asyncio.Semaphore] = {}
-        self._pacer = _HostPacer(monotonic, sleep)
+        self._pacer = HostPacer(monotonic, sleep)
         self._owns_client = client is None
         self._client = client or self._make_client(transport, concurrency)
         self.robots = RobotsCache(
@@ -523,10 +275,10 @@ class Fetcher:
         headers = self._request_headers(etag, last_modified)
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_attempts),
-            wait=_RetryWait(self.policy, self._rng),
+            wait=RetryWait(self.policy, self._rng),
             retry=retry_if_exception_type(TransientFetchError),
             sleep=self._sleep,
-            before_sleep=_log_retry,
+            before_sleep=log_retry,
             reraise=True,
         )
         response: _Response | None = None
@@ -658,14 +410,14 @@ class Fetcher:
                 self._check_peer(response, url, hop.source)
                 body = b""
                 if response.status_code in SUCCESS_STATUSES:
-                    body = await _read_body(
+                    body = await read_body(
                         response, max_bytes=hop.max_bytes, truncate=hop.truncate, source=hop.source
                     )
                 return _Response(
                     url=url,
                     status=response.status_code,
                     reason=response.reason_phrase,
-                    headers=_lower_headers(response.headers),
+                    headers=lower_headers(response.headers),
                     body=body,
                     charset=response.charset_encoding,
                 )

@@ -1,0 +1,71 @@
+"""Politeness: the pace of requests per host, and the waits between retries."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from tenacity import RetryCallState
+
+from pipeline.acquire.policy import RetryPolicy
+from pipeline.errors import (
+    RetryableStatus,
+)
+
+log = logging.getLogger(__name__)
+
+
+# --- politeness ------------------------------------------------------------------------------
+
+
+class HostPacer:
+    """Keeps the starts of requests to one host at least an interval apart.
+
+    Callers for one host queue on a lock; each sleeps until the interval since the previous
+    start has passed, then records its own start on the (injected) monotonic clock.
+    """
+
+    def __init__(
+        self, monotonic: Callable[[], float], sleep: Callable[[float], Awaitable[None]]
+    ) -> None:
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._last_start: dict[str, float] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def wait_turn(self, host: str, interval: float) -> None:
+        """Sleep until ``host`` may be sent its next request, and mark that start."""
+        async with self._locks.setdefault(host, asyncio.Lock()):
+            last = self._last_start.get(host)
+            if last is not None:
+                delay = last + interval - self._monotonic()
+                if delay > 0:
+                    await self._sleep(delay)
+            self._last_start[host] = self._monotonic()
+
+
+class RetryWait:
+    """tenacity ``wait``: the server's Retry-After if it sent one, else the policy's backoff."""
+
+    def __init__(self, policy: RetryPolicy, rng: random.Random) -> None:
+        self._policy = policy
+        self._rng = rng
+        self._previous: float | None = None
+
+    def __call__(self, state: RetryCallState) -> float:
+        """Seconds to sleep before the next attempt."""
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, RetryableStatus) and exc.retry_after is not None:
+            return self._policy.retry_after_wait(exc.retry_after)
+        delay = self._policy.backoff(state.attempt_number, previous=self._previous, rng=self._rng)
+        self._previous = delay
+        return delay
+
+
+def log_retry(state: RetryCallState) -> None:
+    """tenacity ``before_sleep``: say what failed and how long the fetcher waits."""
+    exc = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    log.info("attempt %d failed (%s); retrying in %.2f s", state.attempt_number, exc, wait)
