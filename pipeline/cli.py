@@ -7,10 +7,15 @@ writable). Every error a user can cause is one line on stderr, never a traceback
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
+import os
 import sys
+import tempfile
+import traceback
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,7 +23,7 @@ import click
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError, StateError, UsageError, WriteError
-from pipeline.run.progress import configure_logging
+from pipeline.run.progress import LOG, configure_logging
 from pipeline.version import __version__
 
 if TYPE_CHECKING:  # the crawl machinery is imported by the commands that use it
@@ -26,7 +31,7 @@ if TYPE_CHECKING:  # the crawl machinery is imported by the commands that use it
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERNAL = 0, 1, 2, 3, 4
 #: The demo serves its site here (the port of the site's placeholder origin), so that repeated
 #: demos see the same URLs and the second one is incremental.
 DEMO_PORT = 8765
@@ -35,6 +40,25 @@ DEMO_PORT = 8765
 def _fail(message: str, code: int) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+#: Errors of a full disk or quota: the run could not proceed (exit 3), not a bug.
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _internal_error(exc: BaseException) -> None:
+    """An error the pipeline did not expect: one line on stderr, the traceback in a file (and
+    in the log), exit 4 (never 1, which schedulers read as "finished, some rejects")."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    report = Path(tempfile.gettempdir()) / f"pipeline-crash-{stamp}-{os.getpid()}.log"
+    trace = "".join(traceback.format_exception(exc))
+    where = f"traceback in {report}"
+    try:
+        report.write_text(trace, encoding="utf-8")
+    except OSError:
+        where = "traceback in the log"
+    LOG.debug("internal error:\n%s", trace)
+    _fail(f"internal error: {type(exc).__name__}: {exc} ({where})", EXIT_INTERNAL)
 
 
 def handle_errors(func: F) -> F:
@@ -52,6 +76,14 @@ def handle_errors(func: F) -> F:
             _fail(f"{exc.kind}: {exc}", EXIT_FAILED)
         except KeyboardInterrupt:
             _fail("interrupted; the state is kept, run the same command again to resume", 130)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise  # click's own ways out: usage errors and exits it reports itself
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                _internal_error(exc)
+            _fail(f"cannot write {exc.filename or 'a file'}: {exc.strerror}", EXIT_FAILED)
+        except Exception as exc:
+            _internal_error(exc)
         return None
 
     return wrapper  # type: ignore[return-value]

@@ -15,7 +15,8 @@ the same request may well succeed later) or *terminal* (reject the page with a r
     │   │   ├── FetchTimeout
     │   │   ├── FetchConnectionError
     │   │   ├── TruncatedBody
-    │   │   └── RetryableStatus        408, 429, 500, 502, 503, 504 (carries Retry-After)
+    │   │   ├── RetryableStatus        408, 429, 500, 502, 503, 504 (carries Retry-After)
+    │   │   └── RobotsUnreachable      robots.txt unreachable: disallowed for now, due next run
     │   └── TerminalFetchError         transient = False
     │       ├── HttpStatusError        any other non-2xx status
     │       │   └── PageGone           404, 410
@@ -170,6 +171,12 @@ class OutOfScope(TerminalFetchError):
 
 class RobotsDisallowed(TerminalFetchError):
     """robots.txt forbids fetching the URL."""
+
+
+class RobotsUnreachable(TransientFetchError):
+    """robots.txt could not be fetched (429, 5xx, network failure): RFC 9309 says to disallow
+    everything *for now*. The page is due again on the next run, never pushed out for days; it
+    is not retried inside one fetch, since the host's answer is cached for minutes."""
 
 
 # --- parse -----------------------------------------------------------------------------------

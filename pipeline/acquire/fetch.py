@@ -39,7 +39,7 @@ from types import TracebackType
 from typing import Self
 
 import httpx
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
 from pipeline.acquire.body import lower_headers, read_body
 from pipeline.acquire.pacing import HostPacer, RetryWait, log_retry
@@ -55,6 +55,7 @@ from pipeline.errors import (
     RedirectError,
     RetryableStatus,
     RobotsDisallowed,
+    RobotsUnreachable,
     TransientFetchError,
     UsageError,
 )
@@ -276,7 +277,7 @@ class Fetcher:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.max_attempts),
             wait=RetryWait(self.policy, self._rng),
-            retry=retry_if_exception_type(TransientFetchError),
+            retry=retry_if_exception(_worth_retrying),
             sleep=self._sleep,
             before_sleep=log_retry,
             reraise=True,
@@ -331,10 +332,13 @@ class Fetcher:
             return
         status = await self.robots.status(str(url))
         if status.state == "disallow_all":
-            reason = f"robots.txt unreachable ({status.reason}); RFC 9309: disallow all"
-        else:
-            reason = f"robots.txt disallows {url.raw_path.decode('ascii')}"
-        raise RobotsDisallowed(reason, source=source)
+            raise RobotsUnreachable(
+                f"robots.txt {status.reason}; RFC 9309: disallowed for now",
+                source=source,
+            )
+        raise RobotsDisallowed(
+            f"robots.txt disallows {url.raw_path.decode('ascii')}", source=source
+        )
 
     async def _interval(self, url: httpx.URL) -> float:
         """Minimum seconds between request starts to this host (rate or Crawl-delay)."""
@@ -494,6 +498,12 @@ class Fetcher:
         )
         response = await self._follow(target, hop)
         return RobotsResponse(status=response.status, body=response.body)
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    """Transient failures are retried, except an unreachable robots.txt (cached for minutes:
+    asking again within one fetch would get the same answer)."""
+    return isinstance(exc, TransientFetchError) and not isinstance(exc, RobotsUnreachable)
 
 
 def _peer_address(response: httpx.Response) -> str | None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -61,6 +61,8 @@ from pipeline.run.runner import iter_parsed
 Clock = Callable[[], datetime]
 
 ARCHIVE_DIR = "archive"
+#: SPEC's exit code of a run that could not proceed (here: nothing could be reached).
+EXIT_COULD_NOT_PROCEED = 3
 
 
 def utc_now() -> datetime:
@@ -160,10 +162,12 @@ class _Sink:
         else:
             self.reject(outcome, url, status)
 
-    def publish(self) -> int:
-        """Publish the tables; returns the exit code."""
+    def publish(self, could_not_proceed: bool = False) -> int:
+        """Publish the tables; returns the exit code (3 when the run could not proceed)."""
         counts = self.report.counts
         exit_code = 1 if counts["rejected"] or counts["failed"] else 0
+        if could_not_proceed:
+            exit_code = EXIT_COULD_NOT_PROCEED
         published = self.writer.publish(dict(counts), exit_code)
         self.report.set_quality(published.quality, published.extraction)
         written = sum(published.changes.get(kind, 0) for kind in ("added", "changed", "returned"))
@@ -196,6 +200,11 @@ class _Acquire:
         #: URLs already handed to the state in this run (a site links its pages from every
         #: page; the state ignores them again, but need not be asked).
         self.seen: set[str] = set()
+        #: Requests made in this run, and those that got an answer (a body, a 304, a 404/410);
+        #: failures by kind. A run that reached nothing must not look like one with nothing due.
+        self.attempted = 0
+        self.reached = 0
+        self.failures: Counter[str] = Counter()
         #: Where a newly archived page goes to be built while the crawl goes on (None: it
         #: waits for the build stage).
         self.built: Callable[[PageRow], None] | None = None
@@ -231,9 +240,11 @@ class _Acquire:
             self.report.add("discovered", added)
 
     async def visit(self, fetcher: Fetcher, row: PageRow) -> None:
+        self.attempted += 1
         try:
             result = await fetcher.fetch(row.url, etag=row.etag, last_modified=row.last_modified)
         except PageGone as exc:
+            self.reached += 1
             self.state.record_gone(row.url, exc.status or 404, self.clock())
             if row.kind == "page":
                 self.report.add("gone")
@@ -247,12 +258,21 @@ class _Acquire:
                 at=self.clock(),
             )
             LOG.warning("fetch failed: %s: %s: %s", row.url, exc.kind, exc.reason)
+            self.failures[exc.kind] += 1
             if row.kind == "page":
                 self.report.add("failed")
         else:
+            self.reached += 1
             await self._fetched(row, result)
         finally:
             self.report.advance()
+
+    def nothing_reached(self) -> str | None:
+        """Why the run could not proceed, if it asked for pages and got no answer at all."""
+        if not self.attempted or self.reached:
+            return None
+        kinds = ", ".join(f"{kind} {count}" for kind, count in self.failures.most_common())
+        return f"nothing could be fetched: {self.attempted} requests, no answer ({kinds})"
 
     async def _fetched(self, row: PageRow, result: FetchResult) -> None:
         if result.not_modified:
@@ -490,16 +510,29 @@ class _Builder:
         self._thread.join()
 
 
-def _publish(state: CrawlState, sink: _Sink, run_id: int, built: list[BuiltPage]) -> RunResult:
-    """Publish, then tell the state what the tables now hold."""
-    exit_code = sink.publish()
+def _publish(
+    state: CrawlState,
+    sink: _Sink,
+    run_id: int,
+    built: list[BuiltPage],
+    could_not_proceed: str | None = None,
+) -> RunResult:
+    """Publish, then tell the state what the tables now hold. ``could_not_proceed`` says why
+    the run reached nothing (it then exits 3, whatever else it did)."""
+    if could_not_proceed:
+        LOG.error("run %s could not proceed: %s", run_id, could_not_proceed)
+    exit_code = sink.publish(could_not_proceed is not None)
     state.record_built(built, PARSER_VERSION)
     state.mark_published()
     summary = sink.report.summary()
     counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     state.finish_run(run_id, counts, exit_code)
     LOG.info("run %s finished: exit %d", run_id, exit_code)
-    return RunResult(f"{run_id:06d}", summary, exit_code, sink.report.summary_text())
+    text = sink.report.summary_text()
+    if could_not_proceed:
+        summary["could_not_proceed"] = could_not_proceed
+        text += f"\n  {could_not_proceed}"
+    return RunResult(f"{run_id:06d}", summary, exit_code, text)
 
 
 def make_fetcher(
@@ -573,7 +606,7 @@ def crawl(
                 builder.abort()
                 raise
             built = builder.finish()
-            return _publish(state, sink, run_id, built)
+            return _publish(state, sink, run_id, built, acquire.nothing_reached())
 
 
 def reparse(

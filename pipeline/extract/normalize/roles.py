@@ -228,6 +228,10 @@ _VERB = re.compile(
 _LIST_WORD = re.compile(r"\b(?:and|or|with|plus)\b|&", re.IGNORECASE)
 
 
+#: Function words left dangling at the end of a phrase ("surgeon, a").
+_DANGLING = re.compile(r"(?:[\s,;]+(?:a|an|the|and|or|with))+$", re.IGNORECASE)
+
+
 def split_personnel(text: str) -> list[str]:
     """One noun phrase per person a prose personnel text mentions, in order.
 
@@ -242,7 +246,8 @@ def split_personnel(text: str) -> list[str]:
     ):
         nouns = _ROLE_NOUN.findall(text)
         if len(nouns) == 1:
-            return [text.strip(_TRIM)]
+            whole = _DANGLING.sub("", text.strip(_TRIM)).strip(_TRIM)
+            return [whole] if whole else []
     people: list[str] = []
     for fragment in _SPLIT.split(text):
         if not fragment:

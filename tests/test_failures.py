@@ -1,0 +1,113 @@
+"""Failures a scheduler can trust (issue 12): a run that reached nothing never exits 0, a
+robots.txt outage postpones pages for minutes and not days, unexpected errors have their own
+exit code with one line on stderr, and a full disk names the file.
+
+Each test reproduces the failure as a user met it, through the command line where that is how
+it was met.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner, Result
+
+from pipeline.cli import cli
+from pipeline.run.crawl import CrawlOptions, crawl
+from tests.conftest import GOLDEN_PAGES
+from tests.faultserver import FaultServer, Route, Status, robots
+
+
+async def _instant(_: float) -> None:
+    await asyncio.sleep(0)
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port  # nothing listens there once the socket is closed
+
+
+def _page(code: str) -> bytes:
+    return next(p for p in GOLDEN_PAGES if p.name.startswith(code + "-")).read_bytes()
+
+
+def test_a_crawl_of_a_site_that_is_down_exits_3(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/"
+    result = run(
+        "crawl", url, "--out", str(tmp_path / "out"), "--state", str(tmp_path / "state"),
+        "--rate", "0", "--max-retries", "0", "--timeout", "2", "--no-progress",
+    )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    assert "nothing could be fetched" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_robots_outage_postpones_pages_for_minutes_not_days(tmp_path: Path) -> None:
+    options = CrawlOptions(
+        out=tmp_path / "out", state=tmp_path / "state", rate=0.0, concurrency=4,
+        per_host_concurrency=4, timeout=2.0, max_retries=1,
+    )  # fmt: skip
+    links = '<a href="/code/cpt4/22212-osteotomy">a</a><a href="/code/cpt4/45378-colon">b</a>'
+    routes = {
+        "/": Route(f"<html><body>{links}</body></html>"),
+        "/robots.txt": Route(fault=Status(503)),
+        "/code/cpt4/22212-osteotomy": Route(_page("22212")),
+        "/code/cpt4/45378-colon": Route(_page("45378")),
+    }
+    with FaultServer(routes) as server:
+        down = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+        assert down.exit_code == 3
+        assert "robots_unreachable" in down.text
+        server.routes["/robots.txt"] = robots("User-agent: *\nAllow: /\n")
+        healthy = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+    # The seed failed for now, not for the refresh interval: the next run fetches everything.
+    assert healthy.exit_code == 0, healthy.text
+    table = pl.read_parquet(options.out / "parquet" / "procedures.parquet")
+    assert sorted(table["code"].to_list()) == ["22212", "45378"]
+
+
+def test_an_unexpected_error_exits_4_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("a bug in the pipeline")
+
+    monkeypatch.setattr("pipeline.run.runner.parse_inputs", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    page = GOLDEN_PAGES[0]
+    result = run("parse", str(page))
+    assert result.exit_code == 4
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "internal error" in lines[0]
+    assert "a bug in the pipeline" in lines[0]
+    assert "Traceback" not in result.stderr
+    (report,) = tmp_path.glob("pipeline-crash-*.log")
+    assert "Traceback" in report.read_text()
+    assert str(report) in lines[0]
+
+
+def test_a_full_disk_exits_3_and_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: object, **kwargs: object) -> object:
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "state.sqlite3"))
+
+    monkeypatch.setattr("pipeline.run.runner.parse_inputs", full)
+    result = run("parse", str(GOLDEN_PAGES[0]))
+    assert result.exit_code == 3
+    assert "state.sqlite3" in result.stderr
+    assert "No space left" in result.stderr
+    assert "Traceback" not in result.stderr
