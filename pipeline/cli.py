@@ -11,6 +11,7 @@ import errno
 import functools
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 import traceback
@@ -76,6 +77,8 @@ def handle_errors(func: F) -> F:
             _fail(f"{exc.kind}: {exc}", EXIT_FAILED)
         except KeyboardInterrupt:
             _fail("interrupted; the state is kept, run the same command again to resume", 130)
+        except sqlite3.DatabaseError as exc:
+            _fail(f"the state database is damaged: {exc}", EXIT_FAILED)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own ways out: usage errors and exits it reports itself
         except OSError as exc:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
+import os
+import shutil
 import socket
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -19,8 +23,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
+from pipeline.demo.server import SiteServer
 from pipeline.run.crawl import CrawlOptions, crawl
-from tests.conftest import GOLDEN_PAGES
+from tests.conftest import GOLDEN_PAGES, SITE
 from tests.faultserver import FaultServer, Route, Status, robots
 
 
@@ -111,3 +116,106 @@ def test_a_full_disk_exits_3_and_names_the_file(
     assert "state.sqlite3" in result.stderr
     assert "No space left" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- a damaged or emptied state ---------------------------------------------------------------
+
+
+def _demo_crawl(tmp_path: Path) -> tuple[Path, Path]:
+    out, state = tmp_path / "out", tmp_path / "state"
+    with SiteServer(SITE) as server:
+        result = run(
+            "crawl", server.origin + "/", "--out", str(out), "--state", str(state),
+            "--rate", "0", "--no-progress",
+        )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    return out, state
+
+
+def test_an_emptied_state_is_an_error_not_a_new_state(tmp_path: Path) -> None:
+    out, state = _demo_crawl(tmp_path)
+    before = pl.read_parquet(out / "parquet" / "procedures.parquet").height
+    (state / "state.sqlite3").write_bytes(b"")
+    for name in ("state.sqlite3-wal", "state.sqlite3-shm"):
+        (state / name).unlink(missing_ok=True)
+    result = run("reparse", "--state", str(state), "--out", str(out), "--no-progress")
+    assert result.exit_code == 3, result.stderr
+    assert "empty (0 bytes)" in result.stderr
+    assert pl.read_parquet(out / "parquet" / "procedures.parquet").height == before
+
+
+def test_an_archive_without_its_state_is_an_error(tmp_path: Path) -> None:
+    out, state = _demo_crawl(tmp_path)
+    for name in ("state.sqlite3", "state.sqlite3-wal", "state.sqlite3-shm"):
+        (state / name).unlink(missing_ok=True)
+    with SiteServer(SITE) as server:
+        result = run(
+            "crawl", server.origin + "/", "--out", str(out), "--state", str(state),
+            "--rate", "0", "--no-progress",
+        )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    assert "no state database" in result.stderr
+
+
+def test_reparse_of_a_state_with_nothing_archived_publishes_nothing(tmp_path: Path) -> None:
+    out, _ = _demo_crawl(tmp_path)
+    fresh = tmp_path / "fresh-state"
+    url = f"http://127.0.0.1:{_closed_port()}/"
+    run("crawl", url, "--state", str(fresh), "--out", str(tmp_path / "o2"), "--max-retries", "0",
+        "--no-progress")  # fmt: skip
+    before = pl.read_parquet(out / "parquet" / "procedures.parquet").height
+    result = run("reparse", "--state", str(fresh), "--out", str(out), "--no-progress")
+    assert result.exit_code == 3, result.stderr
+    assert "no archived pages" in result.stderr
+    assert pl.read_parquet(out / "parquet" / "procedures.parquet").height == before
+
+
+def test_damaged_pages_of_the_state_database_exit_3(tmp_path: Path) -> None:
+    out, state = _demo_crawl(tmp_path)
+    db = state / "state.sqlite3"
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(db.read_bytes())
+    page = 4096
+    data[page * 2 : page * 2 + 512] = b"\xde\xad" * 256  # a b-tree page of the pages table
+    db.write_bytes(bytes(data))
+    result = run("reparse", "--state", str(state), "--out", str(out), "--no-progress")
+    assert result.exit_code == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "damaged" in result.stderr or "unreadable" in result.stderr
+
+
+def test_a_crawl_after_the_state_was_deleted_publishes(tmp_path: Path) -> None:
+    out, state = _demo_crawl(tmp_path)
+    shutil.rmtree(state)
+    with SiteServer(SITE) as server:
+        result = run(
+            "crawl", server.origin + "/", "--out", str(out), "--state", str(state),
+            "--rate", "0", "--no-progress",
+        )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    runs = pl.read_csv(out / "csv" / "runs.csv")
+    # Run ids stay text for a CSV reader, and are unique although the state numbered both 1.
+    assert runs["run_id"].dtype == pl.String
+    assert runs["run_id"].n_unique() == 2
+
+
+# --- inputs ---------------------------------------------------------------------------------
+
+
+def test_file_names_that_are_not_utf8_or_hold_a_newline_are_ingested(tmp_path: Path) -> None:
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    seed = next(p for p in GOLDEN_PAGES if p.name.startswith("45378-")).read_bytes()
+    odd = [os.fsdecode(b"latin-\xe9t\xe9.html"), "two\nlines.html"]
+    for name in odd:
+        (pages / name).write_bytes(seed)
+    result = run("ingest", str(pages), "--out", str(tmp_path / "out"), "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    table = pl.read_parquet(tmp_path / "out" / "parquet" / "procedures.parquet")
+    assert table.height == 1  # one code, the last added wins
+    parsed = run("parse", str(pages))
+    sources = [json.loads(line)["source"] for line in parsed.stdout.splitlines()]
+    assert sorted(Path(s).name for s in sources) == ["latin-\\xe9t\\xe9.html", "two\\nlines.html"]
+    assert all("\n" not in s for s in sources)

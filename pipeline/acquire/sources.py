@@ -61,9 +61,23 @@ def expand_paths(inputs: Iterable[str]) -> Iterator[Path]:
             yield path
 
 
+#: Control characters are shown escaped in a page's source (a newline in a file name must not
+#: forge a line of its own on stderr or in a CSV cell).
+_CONTROLS = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]} | {
+    0x0A: "\\n", 0x0D: "\\r", 0x09: "\\t",
+}  # fmt: skip
+
+
+def source_of(path: Path) -> str:
+    """A file's path as text for the record's ``source``: bytes that are not UTF-8 (a file name
+    from another system) as ``\\xff`` escapes, control characters escaped."""
+    text = os.fsencode(path).decode("utf-8", "backslashreplace")
+    return text.translate(_CONTROLS)
+
+
 def read_page(path: Path) -> RawPage:
     """Read one page file; raises a ParseError for a file too large or unreadable."""
-    source = str(path)
+    source = source_of(path)
     try:
         size = path.stat().st_size
         if size > MAX_PAGE_BYTES:

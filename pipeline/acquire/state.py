@@ -47,6 +47,8 @@ PageStatus = Literal["pending", "fetched", "unchanged", "gone", "failed", "rejec
 STATUSES: tuple[PageStatus, ...] = ("pending", "fetched", "unchanged", "gone", "failed", "rejected")
 
 DB_NAME = "state.sqlite3"
+#: The raw archive's directory inside the state directory.
+ARCHIVE_NAME = "archive"
 LOCK_NAME = "lock"
 #: Marks the SQLite file as ours (PRAGMA application_id): "PPST".
 APPLICATION_ID = 0x50505354
@@ -277,6 +279,7 @@ class CrawlState:
             raise StateError(f"cannot create the state directory {state_dir}: {exc}") from exc
         fd = _acquire_lock(state_dir)
         try:
+            _check_not_emptied(state_dir)
             conn = _connect(state_dir / DB_NAME)
         except BaseException:
             _release_lock(fd)
@@ -703,6 +706,23 @@ def _note_lastmod(conn: sqlite3.Connection, url: str, lastmod: str, now: str) ->
 
 
 # --- opening the database --------------------------------------------------------------------
+
+
+def _check_not_emptied(state_dir: Path) -> None:
+    """A state that lost its database is an error, never a fresh start: a new empty state would
+    let ``reparse`` publish empty tables and a crawl fetch everything again."""
+    db = state_dir / DB_NAME
+    if db.exists() and db.stat().st_size == 0:
+        raise StateError(
+            f"the state database {db} is empty (0 bytes): it was truncated or damaged; "
+            "restore it from a backup, or start over with another --state"
+        )
+    objects = state_dir / ARCHIVE_NAME / "objects"
+    if not db.exists() and objects.is_dir() and any(objects.iterdir()):
+        raise StateError(
+            f"{state_dir} holds an archive of raw pages but no state database ({DB_NAME}): "
+            "restore the database, or move the archive away to start over"
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:

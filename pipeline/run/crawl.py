@@ -41,7 +41,7 @@ from pipeline.acquire.links import extract_links
 from pipeline.acquire.profile import REFERENCE, SiteProfile, UrlKind
 from pipeline.acquire.robots import origin_of
 from pipeline.acquire.sitemaps import parse_sitemap
-from pipeline.acquire.state import BuiltPage, CrawlState, PageRow
+from pipeline.acquire.state import ARCHIVE_NAME, BuiltPage, CrawlState, PageRow
 from pipeline.acquire.urls import Scope, normalize_url
 from pipeline.encoding import decode_html
 from pipeline.errors import (
@@ -50,6 +50,7 @@ from pipeline.errors import (
     PageGone,
     ParseError,
     PipelineError,
+    StateError,
     UsageError,
 )
 from pipeline.extract.page import PARSER_VERSION, Extraction
@@ -60,7 +61,6 @@ from pipeline.run.runner import iter_parsed
 
 Clock = Callable[[], datetime]
 
-ARCHIVE_DIR = "archive"
 #: SPEC's exit code of a run that could not proceed (here: nothing could be reached).
 EXIT_COULD_NOT_PROCEED = 3
 
@@ -510,10 +510,17 @@ class _Builder:
         self._thread.join()
 
 
+def run_name(kind: str, run_id: int, started: datetime) -> str:
+    """The run's id in the tables: text that no CSV reader takes for a number, and unique even
+    when the state (which numbers the runs) was deleted: ``crawl-20261204T195400123456Z-000001``."""
+    return f"{kind}-{started.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{run_id:06d}"
+
+
 def _publish(
     state: CrawlState,
     sink: _Sink,
     run_id: int,
+    name: str,
     built: list[BuiltPage],
     could_not_proceed: str | None = None,
 ) -> RunResult:
@@ -532,7 +539,7 @@ def _publish(
     if could_not_proceed:
         summary["could_not_proceed"] = could_not_proceed
         text += f"\n  {could_not_proceed}"
-    return RunResult(f"{run_id:06d}", summary, exit_code, text)
+    return RunResult(name, summary, exit_code, text)
 
 
 def make_fetcher(
@@ -588,9 +595,11 @@ def crawl(
     normalized = _seeds(seeds)
     scope = Scope.from_seeds(normalized, options.allowed_hosts)
     with CrawlState.open(options.state) as state, RunReport("crawl", show_progress) as report:
-        archive = RawArchive(options.state / ARCHIVE_DIR)
-        run_id = state.begin_run(clock())
-        with TableWriter(options.out, run_id=f"{run_id:06d}", mode="crawl") as writer:
+        archive = RawArchive(options.state / ARCHIVE_NAME)
+        started = clock()
+        run_id = state.begin_run(started)
+        name = run_name("crawl", run_id, started)
+        with TableWriter(options.out, run_id=name, mode="crawl") as writer:
             acquire = _Acquire(options, state, archive, report, clock, scope)
             sink = _Sink(writer, report, clock)
             builder = _Builder(state, archive, sink, options.workers).start()
@@ -606,7 +615,7 @@ def crawl(
                 builder.abort()
                 raise
             built = builder.finish()
-            return _publish(state, sink, run_id, built, acquire.nothing_reached())
+            return _publish(state, sink, run_id, name, built, acquire.nothing_reached())
 
 
 def reparse(
@@ -614,14 +623,20 @@ def reparse(
 ) -> RunResult:
     """Rebuild every table from the raw archive with the current parser; no network."""
     with CrawlState.open(options.state) as state, RunReport("reparse", show_progress) as report:
-        archive = RawArchive(options.state / ARCHIVE_DIR)
-        run_id = state.begin_run(clock())
-        with TableWriter(
-            options.out, run_id=f"{run_id:06d}", mode="reparse", disposition="replace"
-        ) as writer:
+        archive = RawArchive(options.state / ARCHIVE_NAME)
+        if next(state.to_build(PARSER_VERSION, everything=True), None) is None:
+            # Rebuilding from nothing would publish empty tables over the current ones.
+            raise StateError(
+                f"the state in {options.state} holds no archived pages to rebuild from; "
+                "run `pipeline crawl` first"
+            )
+        started = clock()
+        run_id = state.begin_run(started)
+        name = run_name("reparse", run_id, started)
+        with TableWriter(options.out, run_id=name, mode="reparse", disposition="replace") as writer:
             sink = _Sink(writer, report, clock)
             built = _build(state, archive, sink, everything=True, workers=options.workers)
-            return _publish(state, sink, run_id, built)
+            return _publish(state, sink, run_id, name, built)
 
 
 def ingest(

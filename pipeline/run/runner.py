@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.acquire.sources import check_inputs, expand_paths, is_url
+from pipeline.acquire.sources import check_inputs, expand_paths, is_url, source_of
 from pipeline.errors import PipelineError, UsageError
 from pipeline.extract.page import Extraction
 from pipeline.models import Procedure
@@ -51,7 +51,7 @@ def iter_parsed(
         raise UsageError("--url names where one saved page came from: give exactly one file")
     urls = [item for item in inputs if is_url(item)]
     paths = [item for item in inputs if not is_url(item)]
-    jobs = (Job(url or str(path), path=str(path), url=url) for path in expand_paths(paths))
+    jobs = (Job(url or source_of(path), path=str(path), url=url) for path in expand_paths(paths))
     for job, result in build_all(jobs, workers=workers):
         yield Parsed(job.source, result.outcome, result.digest)
     if urls:
