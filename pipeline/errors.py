@@ -30,7 +30,8 @@ the same request may well succeed later) or *terminal* (reject the page with a r
     │   ├── NotHtml
     │   ├── PageTooLarge
     │   ├── NotAProcedurePage          .kind: "not_found", "listing", "condition", "unknown"
-    │   └── MissingCode                no code / code system could be established
+    │   ├── MissingCode                no code / code system could be established
+    │   └── RawPageLost                the archived bytes are missing or damaged (fetched again)
     ├── RecordInvalid                  stage "validate": the record broke the model's rules
     └── WriteError                     stage "write": the tables could not be written
 
@@ -216,6 +217,11 @@ class NotAProcedurePage(ParseError):
     ) -> None:
         super().__init__(reason, source=source)
         self.page_kind = page_kind
+
+
+class RawPageLost(ParseError):
+    """The archived raw page is missing or damaged: the build cannot read it. The state forgets
+    the page's bytes, so the next crawl fetches it again in full and archives it anew."""
 
 
 class MissingCode(ParseError):

@@ -219,3 +219,81 @@ def test_file_names_that_are_not_utf8_or_hold_a_newline_are_ingested(tmp_path: P
     sources = [json.loads(line)["source"] for line in parsed.stdout.splitlines()]
     assert sorted(Path(s).name for s in sources) == ["latin-\\xe9t\\xe9.html", "two\\nlines.html"]
     assert all("\n" not in s for s in sources)
+
+
+def test_a_damaged_archive_object_is_fetched_again_and_rewritten(tmp_path: Path) -> None:
+    from pipeline.acquire.archive import RawArchive
+    from pipeline.run.crawl import reparse
+
+    options = CrawlOptions(
+        out=tmp_path / "out", state=tmp_path / "state", rate=0.0, concurrency=4,
+        per_host_concurrency=4, timeout=2.0,
+    )  # fmt: skip
+    archive = RawArchive(options.state / "archive")
+    with SiteServer(SITE) as server:
+        assert crawl([server.origin + "/"], options, show_progress=False).exit_code == 0
+        victim = next(archive.objects.rglob("*.gz"))
+        victim.write_bytes(b"not gzip at all")
+        damaged = reparse(options, show_progress=False)
+        assert damaged.summary["rejected_by_reason"] == {"raw_page_lost": 1}
+        # The next crawl fetches that page again in full (no 304 for lost bytes) and archives it.
+        again = crawl([server.origin + "/"], options, show_progress=False)
+        assert again.exit_code == 0, again.text
+        assert again.summary["fetched"] == 1
+    assert archive.get(victim.name.removesuffix(".gz"))  # whole again
+    healed = reparse(options, show_progress=False)
+    assert healed.exit_code == 0
+    assert healed.summary["parsed"] == 24
+
+
+def test_a_sitemap_of_8_mib_is_read(tmp_path: Path) -> None:
+    """Over the page limit (5 MiB) but within the protocol's 50 MB: the sitemap is read."""
+    options = CrawlOptions(
+        out=tmp_path / "out", state=tmp_path / "state", rate=0.0, concurrency=4,
+        per_host_concurrency=4, timeout=5.0,
+    )  # fmt: skip
+    with FaultServer() as server:
+        padding = "<!-- " + "x" * (8 << 20) + " -->"
+        entry = f"<url><loc>{server.url('/code/cpt4/45378-colonoscopy')}</loc></url>"
+        server.routes.update(
+            {
+                "/robots.txt": robots(f"User-agent: *\nSitemap: {server.url('/big.xml')}\n"),
+                "/big.xml": Route(
+                    '<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/'
+                    f'sitemap/0.9">{padding}{entry}</urlset>',
+                    content_type="application/xml",
+                ),
+                "/code/cpt4/45378-colonoscopy": Route(_page("45378")),
+            }
+        )
+        result = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+    assert result.summary["parsed"] == 1, result.text
+
+
+# --- status -----------------------------------------------------------------------------------
+
+
+def test_status_tells_a_running_run_from_one_that_died(tmp_path: Path) -> None:
+    from pipeline.acquire.state import CrawlState, read_status
+
+    state_dir = tmp_path / "state"
+    with CrawlState.open(state_dir) as state:
+        state.begin_run()
+        running = read_status(state_dir)["last_run"]
+    died = read_status(state_dir)["last_run"]
+    assert running["finished_at"] == "running"  # type: ignore[index]
+    assert died["finished_at"].startswith("did not finish")  # type: ignore[index]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_status_reads_a_read_only_state(tmp_path: Path) -> None:
+    out, state = _demo_crawl(tmp_path)
+    for name in ("state.sqlite3-wal", "state.sqlite3-shm"):
+        (state / name).unlink(missing_ok=True)
+    state.chmod(0o555)
+    try:
+        result = run("status", "--state", str(state), "--out", str(out))
+    finally:
+        state.chmod(0o755)
+    assert result.exit_code == 0, result.stderr
+    assert "fetched" in result.stdout

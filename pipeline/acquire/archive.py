@@ -165,6 +165,11 @@ class RawArchive:
             raise ObjectCorrupt(f"archived body {digest} does not match its hash", source=str(path))
         return body
 
+    def discard(self, digest: str) -> None:
+        """Remove a (damaged) object and its sidecar, so that the next put writes it anew."""
+        for path in (self.path_of(digest), self._meta_path(digest)):
+            path.unlink(missing_ok=True)
+
     def meta(self, digest: str) -> ObjectMeta | None:
         """The sidecar of ``digest``, or None if it has none (or an unreadable one)."""
         try:

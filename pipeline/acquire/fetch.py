@@ -263,9 +263,16 @@ class Fetcher:
     # -- public -------------------------------------------------------------------------------
 
     async def fetch(
-        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+        self,
+        url: str,
+        *,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        max_bytes: int | None = None,
     ) -> FetchResult:
         """Fetch ``url`` (conditionally when ``etag``/``last_modified`` are given).
+
+        ``max_bytes`` overrides the limits' body size for this URL (a sitemap may be 50 MB).
 
         Returns a 200 result with the body or a 304 result (``not_modified``). Raises a
         :class:`~pipeline.errors.FetchError`: a terminal one at once, a transient one once
@@ -287,7 +294,9 @@ class Fetcher:
         async for attempt in retrying:
             with attempt:
                 attempts = attempt.retry_state.attempt_number
-                hop = _Hop(headers=headers, source=url, max_bytes=self.limits.max_bytes)
+                hop = _Hop(
+                    headers=headers, source=url, max_bytes=max_bytes or self.limits.max_bytes
+                )
                 response = await self._follow(target, hop)
                 self._judge(response, conditional=bool(etag or last_modified), source=url)
         assert response is not None  # the loop either set it or raised

@@ -440,6 +440,16 @@ class CrawlState:
             {"at": _to_db(fetched_at)},
         )
 
+    def forget_body(self, url: str, at: datetime) -> None:
+        """The page's archived bytes are lost: fetch it again in full, now (no validators, so
+        the server cannot answer 304 for bytes the archive no longer has)."""
+        self._update_page(
+            url,
+            "content_hash = NULL, built_hash = NULL, etag = NULL, last_modified = NULL,"
+            " next_due = :at",
+            {"at": _to_db(at)},
+        )
+
     def record_gone(self, url: str, status: int, at: datetime) -> None:
         """404 or 410: the page no longer exists."""
         self._update_page(
@@ -795,6 +805,46 @@ def _next_due(
     return max(min(times), now).isoformat()
 
 
+def _open_read_only(path: Path) -> tuple[sqlite3.Connection, int]:
+    """The database opened read-only, and its schema version.
+
+    In WAL mode even a reader writes the ``-shm`` index; where the state directory is read-only
+    (a mounted backup, another user's state), the file is opened as immutable instead: no run
+    can be writing to it there.
+    """
+    last: sqlite3.Error | None = None
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        try:
+            conn = sqlite3.connect(f"file:{path}?{query}", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
+        except sqlite3.Error as exc:
+            last = exc
+            continue
+        try:
+            return conn, _pragma(conn, "user_version")
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            last = exc
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StateError(f"the state database {path} is unreadable: {exc}") from exc
+    raise StateError(f"cannot open the state database {path}: {last}")
+
+
+def _run_in_progress(state_dir: Path) -> bool:
+    """Whether a run holds the state's lock now (without taking it)."""
+    try:
+        fd = os.open(state_dir / LOCK_NAME, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False
+
+
 def read_status(
     state_dir: Path, *, now: datetime | None = None, refresh_after: timedelta | None = None
 ) -> dict[str, object]:
@@ -805,12 +855,8 @@ def read_status(
     path = Path(state_dir) / DB_NAME
     if not path.exists():
         raise StateError(f"no crawl state in {state_dir}; run `pipeline crawl` first")
+    conn, version = _open_read_only(path)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000)
-    except sqlite3.Error as exc:
-        raise StateError(f"cannot open the state database {path}: {exc}") from exc
-    try:
-        version = _pragma(conn, "user_version")
         if version > SCHEMA_VERSION:
             raise StateVersionError(
                 f"the state in {state_dir} has schema version {version}, newer than this "
@@ -859,7 +905,8 @@ def read_status(
         status["last_run"] = {
             "id": last[0],
             "started_at": last[1],
-            "finished_at": last[2] or "did not finish",
+            "finished_at": last[2]
+            or ("running" if _run_in_progress(Path(state_dir)) else "did not finish (killed?)"),
             "exit_code": last[4],
             **(json.loads(last[3]) if last[3] else {}),
         }

@@ -25,7 +25,7 @@ from pathlib import Path
 from pipeline.acquire.archive import ArchiveError, RawArchive, content_hash
 from pipeline.acquire.sources import read_page
 from pipeline.encoding import charset_from_content_type
-from pipeline.errors import ParseError, PipelineError
+from pipeline.errors import ParseError, PipelineError, RawPageLost
 from pipeline.extract.page import Extraction, extract
 
 #: Below this many pages a batch is extracted in process (a pool costs ~0.3 s to start).
@@ -87,7 +87,7 @@ def _bytes_of(job: Job) -> tuple[bytes, str | None]:
         try:
             body = archive.get(job.digest)
         except ArchiveError as exc:
-            raise ParseError(
+            raise RawPageLost(
                 f"raw page not in the archive ({exc}); it is fetched again on the next crawl",
                 source=job.source,
             ) from exc

@@ -40,7 +40,7 @@ from pipeline.acquire.fetch import Fetcher, FetchLimits, FetchResult, RetryPolic
 from pipeline.acquire.links import extract_links
 from pipeline.acquire.profile import REFERENCE, SiteProfile, UrlKind
 from pipeline.acquire.robots import origin_of
-from pipeline.acquire.sitemaps import parse_sitemap
+from pipeline.acquire.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
 from pipeline.acquire.state import ARCHIVE_NAME, BuiltPage, CrawlState, PageRow
 from pipeline.acquire.urls import Scope, normalize_url
 from pipeline.encoding import decode_html
@@ -50,6 +50,7 @@ from pipeline.errors import (
     PageGone,
     ParseError,
     PipelineError,
+    RawPageLost,
     StateError,
     UsageError,
 )
@@ -242,7 +243,13 @@ class _Acquire:
     async def visit(self, fetcher: Fetcher, row: PageRow) -> None:
         self.attempted += 1
         try:
-            result = await fetcher.fetch(row.url, etag=row.etag, last_modified=row.last_modified)
+            result = await fetcher.fetch(
+                row.url,
+                etag=row.etag,
+                last_modified=row.last_modified,
+                # The sitemaps protocol allows 50 MB uncompressed; pages keep the page limit.
+                max_bytes=MAX_SITEMAP_BYTES if row.kind == "sitemap" else None,
+            )
         except PageGone as exc:
             self.reached += 1
             self.state.record_gone(row.url, exc.status or 404, self.clock())
@@ -449,6 +456,9 @@ def _build(
         else:
             sink.reject(outcome, row.url, row.last_status)
             built.append(BuiltPage(row.url, digest, outcome.stage, outcome.kind, outcome.reason))
+            if isinstance(outcome, RawPageLost):
+                archive.discard(digest)
+                state.forget_body(row.url, clock())
         if row.status == "gone":
             sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
         sink.report.advance()
