@@ -11,6 +11,7 @@ import errno
 import functools
 import json
 import os
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -426,8 +427,15 @@ def schema_cmd(directory: Path) -> None:
         click.echo(str(path))
 
 
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler stopping the run) ends it as Ctrl-C does: staging removed, the
+    state kept, one line on stderr."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     cli(prog_name="pipeline")
 
 

@@ -13,9 +13,13 @@ import errno
 import json
 import os
 import shutil
+import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import polars as pl
@@ -26,7 +30,7 @@ from pipeline.cli import cli
 from pipeline.demo.server import SiteServer
 from pipeline.run.crawl import CrawlOptions, crawl
 from tests.conftest import GOLDEN_PAGES, SITE
-from tests.faultserver import FaultServer, Route, Status, robots
+from tests.faultserver import FaultServer, Redirect, Route, Status, robots
 
 
 async def _instant(_: float) -> None:
@@ -62,7 +66,7 @@ def test_a_crawl_of_a_site_that_is_down_exits_3(tmp_path: Path) -> None:
 def test_a_robots_outage_postpones_pages_for_minutes_not_days(tmp_path: Path) -> None:
     options = CrawlOptions(
         out=tmp_path / "out", state=tmp_path / "state", rate=0.0, concurrency=4,
-        per_host_concurrency=4, timeout=2.0, max_retries=1,
+        per_host_concurrency=4, timeout=2.0, max_retries=1, max_depth=1,
     )  # fmt: skip
     links = '<a href="/code/cpt4/22212-osteotomy">a</a><a href="/code/cpt4/45378-colon">b</a>'
     routes = {
@@ -297,3 +301,56 @@ def test_status_reads_a_read_only_state(tmp_path: Path) -> None:
         state.chmod(0o755)
     assert result.exit_code == 0, result.stderr
     assert "fetched" in result.stdout
+
+
+def test_parse_reads_only_regular_files(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.html"
+    os.mkfifo(fifo)
+    result = run("parse", "/dev/zero", str(fifo))  # neither hangs nor fills the memory
+    assert result.exit_code == 1
+    assert result.stderr.count("not a regular file") == 2
+
+
+def test_a_page_first_seen_as_404_is_a_reject(tmp_path: Path) -> None:
+    options = CrawlOptions(
+        out=tmp_path / "out", state=tmp_path / "state", rate=0.0, concurrency=2,
+        per_host_concurrency=2, timeout=2.0, max_depth=1,  # not the pages' own similar codes
+    )  # fmt: skip
+    links = '<a href="/code/cpt4/45378-colon">a</a><a href="/code/cpt4/99999-dead">b</a>'
+    routes = {"/": Route(f"<html><body>{links}</body></html>"),
+              "/code/cpt4/45378-colon": Route(_page("45378"))}  # fmt: skip
+    with FaultServer(routes) as server:
+        result = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+    rejects = pl.read_parquet(options.out / "parquet" / "rejects.parquet")
+    assert rejects.select("error_kind", "http_status").rows() == [("page_gone", 404)]
+    assert result.exit_code == 1
+
+
+def test_parse_of_a_url_does_not_follow_a_redirect_to_another_host() -> None:
+    routes = {"/p": Route("", fault=Redirect("http://localhost:1/elsewhere"))}
+    with FaultServer(routes) as server:
+        result = run("parse", server.url("/p"))
+    assert result.exit_code == 1
+    assert "redirect_error" in result.stderr
+
+
+def test_sigterm_stops_a_crawl_as_ctrl_c_does(tmp_path: Path) -> None:
+    links = "".join(f'<a href="/code/cpt4/4537{i}-x">{i}</a>' for i in range(8))
+    routes = {"/": Route(f"<html><body>{links}</body></html>")}
+    routes |= {f"/code/cpt4/4537{i}-x": Route(_page("45378"), delay=5.0) for i in range(8)}
+    out, state = tmp_path / "out", tmp_path / "state"
+    with FaultServer(routes) as server:
+        crawler = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "crawl", server.url("/"), "--out", str(out),
+             "--state", str(state), "--rate", "0", "--no-progress"],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while server.count("/code/cpt4/45370-x") == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        crawler.send_signal(signal.SIGTERM)
+        _, stderr = crawler.communicate(timeout=60)
+    assert crawler.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert "Traceback" not in stderr
+    assert not any((out / ".staging").glob("*")), "the run left its staging behind"

@@ -6,6 +6,7 @@ URLs are not read here (the fetcher does that); this module only knows the file 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,11 +80,15 @@ def read_page(path: Path) -> RawPage:
     """Read one page file; raises a ParseError for a file too large or unreadable."""
     source = source_of(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_PAGE_BYTES:
-            raise PageTooLarge(
-                f"page is {size:,} bytes, over the {MAX_PAGE_BYTES:,}-byte limit", source=source
-            )
-        return RawPage(source, path.read_bytes())
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read,
+        # and never more than the limit (a device such as /dev/zero has no size to check).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ParseError("not a regular file (a device, FIFO or socket)", source=source)
+            body = file.read(MAX_PAGE_BYTES + 1)
+        if len(body) > MAX_PAGE_BYTES:
+            raise PageTooLarge(f"page is over the {MAX_PAGE_BYTES:,}-byte limit", source=source)
+        return RawPage(source, body)
     except OSError as exc:
         raise ParseError(f"cannot read file: {exc.strerror or exc}", source=source) from exc

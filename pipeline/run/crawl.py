@@ -463,7 +463,14 @@ def _build(
             sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
         sink.report.advance()
     for row in state.unpublished_losses():
-        if row.status == "gone":
+        if row.status == "gone" and row.content_hash is None and row.last_fetched is None:
+            # Gone before it was ever fetched (a sitemap or link to a dead page): no rows to
+            # mark, so it is a reject, not nothing.
+            sink.reject_typed(
+                row.url, "fetch", "page_gone", f"HTTP {row.last_status or 404}: never fetched",
+                row.last_status, at=row.last_attempt,
+            )  # fmt: skip
+        elif row.status == "gone":
             sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
         else:
             sink.reject_typed(
