@@ -21,6 +21,7 @@ the same request may well succeed later) or *terminal* (reject the page with a r
     │       ├── HttpStatusError        any other non-2xx status
     │       │   └── PageGone           404, 410
     │       ├── ResponseTooLarge       body or decompressed body over the limit
+    │       ├── BadContentEncoding     the body is not in its labelled Content-Encoding
     │       ├── RedirectError          loop, too many hops, or a hop that leaves the scope
     │       ├── OutOfScope             URL outside the allowed hosts or schemes
     │       └── RobotsDisallowed       robots.txt forbids the URL
@@ -168,6 +169,11 @@ class RedirectError(TerminalFetchError):
 
 class OutOfScope(TerminalFetchError):
     """The URL is outside the allowed hosts or schemes."""
+
+
+class BadContentEncoding(TerminalFetchError):
+    """The body is not in the Content-Encoding its headers name (a "gzip" label on plain
+    bytes): the same answer every time, so not retried."""
 
 
 class RobotsDisallowed(TerminalFetchError):

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from pipeline.acquire.fetch import Fetcher, FetchLimits, FetchResult, RetryPolicy, parse_retry_after
 from pipeline.errors import (
+    BadContentEncoding,
     FetchConnectionError,
     FetchError,
     FetchTimeout,
@@ -809,3 +810,20 @@ def test_bad_fetcher_settings_are_usage_errors(fake: FakeTime, kwargs: dict[str,
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     assert parse_retry_after(value, NOW) == expected
+
+
+def test_a_gzip_label_on_a_plain_body_is_terminal_not_retried(fake: FakeTime) -> None:
+    route = Route(PAGE, headers={"Content-Encoding": "gzip"})
+    with FaultServer({"/p": route}) as server:
+        error = fetch_error(server.url("/p"), fake)
+        assert server.count("/p") == 1  # the same bytes every time: no retry
+    assert isinstance(error, BadContentEncoding)
+    assert not error.transient
+
+
+def test_a_location_with_an_impossible_port_is_a_redirect_error(fake: FakeTime) -> None:
+    route = Route("", fault=Redirect("http://127.0.0.1:99999/x"))
+    with FaultServer({"/p": route}) as server:
+        error = fetch_error(server.url("/p"), fake)
+    assert isinstance(error, RedirectError)
+    assert "port" in error.reason

@@ -8,6 +8,7 @@ import zlib
 import httpx
 
 from pipeline.errors import (
+    BadContentEncoding,
     FetchTimeout,
     ResponseTooLarge,
     TerminalFetchError,
@@ -78,8 +79,11 @@ class _Inflater:
         try:
             return self._zlib.decompress(data, limit)
         except zlib.error as exc:
-            raise TruncatedBody(
-                f"corrupt {self._encoding} stream: {exc}", source=self._source
+            # Not a cut (that ends the stream early, see finish): the bytes are not in the
+            # encoding the server labels them with, and will not be on the next try either.
+            raise BadContentEncoding(
+                f"the body is not valid {self._encoding} (Content-Encoding): {exc}",
+                source=self._source,
             ) from exc
 
     def finish(self) -> None:

@@ -330,6 +330,8 @@ class Fetcher:
             raise error(f"invalid {what} {url!s}: {exc}", source=source) from exc
         if parsed.scheme not in ("http", "https") or not parsed.host:
             raise error(f"{what} {url!s} is not an absolute http(s) URL", source=source)
+        if parsed.port is not None and not 0 < parsed.port < 65536:
+            raise error(f"{what} {url!s} has no valid port", source=source)
         parsed = parsed.copy_with(fragment=None)
         if self._allowed_hosts is not None and not self._allowed_hosts(str(parsed)):
             raise error(f"{what} {url!s}: host {parsed.host} is out of scope", source=source)
