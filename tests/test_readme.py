@@ -36,3 +36,11 @@ def test_data_dictionary_names_every_table_and_column() -> None:
         assert f"`{table}`" in README, table
         for column in spec["columns"]:
             assert f"`{column['name']}`" in README, f"{table}.{column['name']}"
+
+
+def test_the_readme_stands_alone() -> None:
+    """The project's docs name no file outside the repository (a reader has only the repo)."""
+    text = (ROOT / "README.md").read_text("utf-8")
+    assert "../shared/SPEC.md" not in text
+    for field in ("anesthesia", "hospital_stay", "similar_codes", "other_sections"):
+        assert f"| {field} |" in text, field  # the record's fields are described here
