@@ -840,3 +840,18 @@ def test_memory_stays_flat(tmp_path: Path) -> None:
     print(f"peak RSS: 1k pages {small:.0f} MB, 20k pages {large:.0f} MB")
     # 20x the pages; the batch buffer and Polars' bounded sink buffers are the difference
     assert large < small * 2, (small, large)
+
+
+def test_the_output_directory_explains_itself(tmp_path: Path) -> None:
+    """OUT/README.md describes every table and how to read the CSV with other tools."""
+    out = tmp_path / "out"
+    with TableWriter(out, run_id="crawl-20261204T000000000000Z-000001", mode="crawl") as writer:
+        writer.publish({}, 0)
+    readme = (out / "README.md").read_text("utf-8")
+    for spec in T.TABLES:
+        assert f"## `{spec.name}`" in readme
+        for column in spec.columns:
+            assert f"| `{column.name}` |" in readme
+    assert "as text" in readme
+    runs = pl.read_csv(out / "csv" / "runs.csv")
+    assert runs["run_id"].dtype == pl.String  # a CSV reader keeps it text unaided

@@ -32,7 +32,7 @@ LOCK_NAME = ".lock"
 STAGING_NAME = ".staging"
 VERSIONS_NAME = ".versions"
 CURRENT_NAME = "current"
-STABLE_LINKS: tuple[str, ...] = ("parquet", "csv")
+STABLE_LINKS: tuple[str, ...] = ("parquet", "csv", "README.md")
 GONE_STAGE = "gone_marks"
 
 STAGE_SCHEMAS: dict[str, pl.Schema] = {

@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from pipeline.errors import PAGE_KINDS
 from pipeline.models import LIST_SECTIONS, AnesthesiaKind, CodeSystem, Role, Venue
@@ -589,3 +590,47 @@ def read_csv_table(path: Path, spec: TableSpec) -> pl.DataFrame:
         empty_string_is_null=True,
     )
     return raw.select([_from_csv_expr(c) for c in spec.columns])
+
+
+def _dtype_text(dtype: pl.DataType | DataTypeClass) -> str:
+    if isinstance(dtype, pl.Enum):
+        return "text, one of: " + ", ".join(dtype.categories.to_list())
+    if isinstance(dtype, pl.List):
+        return f"list of {_dtype_text(dtype.inner)}"
+    if isinstance(dtype, pl.Datetime):
+        return "UTC timestamp"
+    return str(dtype)
+
+
+def dictionary_markdown() -> str:
+    """The README of an output directory: every table, its key and columns, and how to read the
+    files with other tools (the published version carries it as ``README.md``)."""
+    lines = [
+        "# Procedure tables",
+        "",
+        "Written by procedure-pages-pipeline. `parquet/<table>.parquet` (zstd) and "
+        "`csv/<table>.csv` hold the same rows; `current` points at the latest complete version.",
+        "",
+        "Reading the files:",
+        "",
+        "- Parquet keeps every type. Columns listed as *one of* are Polars enums; DuckDB and "
+        "pyarrow read them as text (Polars metadata they do not use).",
+        "- CSV: UTF-8, a header row, an empty cell for null, timestamps as ISO 8601 UTC text "
+        f"(`{CSV_DATETIME_FORMAT}`), list items joined by `{LIST_SEPARATOR}`.",
+        "- Read codes and `run_id` as text (`dtype={'code': str}` in pandas, "
+        "`schema_overrides={'code': pl.String}` in Polars): codes such as `0042T` and ids "
+        "such as `crawl-20261204T195400123456Z-000001` are not numbers.",
+        "- Text that would start with `=`, `+`, `-`, `@` (or `'`) gets a leading `'` in CSV only "
+        "(so that a spreadsheet does not run it); Parquet keeps the text.",
+        "",
+    ]
+    for spec in TABLES:
+        lines += [f"## `{spec.name}` (key: {', '.join(spec.key) or 'none'})", "", spec.description]
+        lines += ["", "| column | type | null | meaning |", "|---|---|---|---|"]
+        lines += [
+            f"| `{c.name}` | {_dtype_text(c.dtype)} | {'yes' if c.nullable else 'no'} | "
+            f"{c.description} |"
+            for c in spec.columns
+        ]
+        lines.append("")
+    return "\n".join(lines)

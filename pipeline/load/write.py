@@ -376,6 +376,7 @@ class TableWriter:
         for spec in T.TABLES:
             check_nulls(plan.out(spec), spec)
             write_csv(plan.out(spec), csv_dir / f"{spec.name}.csv", spec)
+        (build / "README.md").write_text(T.dictionary_markdown(), encoding="utf-8")
         for folder in (parquet_dir, csv_dir, build):
             fsync_dir(folder)
         return summary
