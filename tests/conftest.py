@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from pipeline.run.crawl import CrawlOptions
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
@@ -22,6 +27,29 @@ def expected_record(page: Path) -> Path:
 
 #: The golden pages of the demo site (those with an expected record).
 GOLDEN_PAGES = sorted(p for p in SITE.rglob("*.html") if expected_record(p).exists())
+
+
+def crawl_options(root: Path, **overrides: object) -> CrawlOptions:
+    """Options of a test crawl under ``root`` (out/, state/): no politeness delay, short
+    timeouts; ``overrides`` change any of them."""
+    from pipeline.run.crawl import CrawlOptions
+
+    base: dict[str, object] = {
+        "out": root / "out",
+        "state": root / "state",
+        "rate": 0.0,
+        "concurrency": 4,
+        "per_host_concurrency": 4,
+        "timeout": 2.0,
+        "max_retries": 1,
+    }
+    base.update(overrides)
+    return CrawlOptions(**base)  # type: ignore[arg-type]
+
+
+async def instant(_: float) -> None:
+    """A sleep that does not wait (retries and pacing in tests)."""
+    await asyncio.sleep(0)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ everything else (sockets, HTTP, SQLite, Parquet) is real.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import pytest
 
 from pipeline.demo.server import SiteServer
 from pipeline.run.crawl import CrawlOptions, crawl
-from tests.conftest import GOLDEN_PAGES, SITE
+from tests.conftest import GOLDEN_PAGES, SITE, crawl_options, instant
 from tests.faultserver import (
     Drop,
     FaultServer,
@@ -33,22 +32,10 @@ from tests.faultserver import (
 FIXTURE_PAGES = GOLDEN_PAGES
 
 
-async def _instant(_: float) -> None:
-    await asyncio.sleep(0)
-
-
-def _options(tmp_path: Path, **overrides: object) -> CrawlOptions:
-    base: dict[str, object] = {
-        "out": tmp_path / "out",
-        "state": tmp_path / "state",
-        "rate": 0.0,
-        "concurrency": 8,
-        "per_host_concurrency": 8,
-        "timeout": 2.0,
-        "max_retries": 3,
-    }
-    base.update(overrides)
-    return CrawlOptions(**base)  # type: ignore[arg-type]
+def _options(root: Path, **overrides: object) -> CrawlOptions:
+    return crawl_options(
+        root, **{"concurrency": 8, "per_host_concurrency": 8, "max_retries": 3, **overrides}
+    )
 
 
 def _table(options: CrawlOptions, name: str) -> pl.DataFrame:
@@ -62,7 +49,7 @@ def _page(code: str) -> bytes:
 def test_crawl_fixture_site_end_to_end(tmp_path: Path) -> None:
     options = _options(tmp_path)
     with SiteServer(SITE) as server:
-        result = crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+        result = crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
     procedures = _table(options, "procedures")
     codes = set(procedures["code"].to_list())
     expected = {p.name.split("-")[0].upper() for p in FIXTURE_PAGES}
@@ -76,9 +63,9 @@ def test_crawl_fixture_site_end_to_end(tmp_path: Path) -> None:
 def test_second_run_is_conditional_and_changes_nothing(tmp_path: Path) -> None:
     options = _options(tmp_path, refresh_after=timedelta(0))
     with SiteServer(SITE) as server:
-        crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+        crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
         first = (options.out / "parquet" / "procedures.parquet").read_bytes()
-        again = crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+        again = crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
     assert again.summary["unchanged"] >= len(FIXTURE_PAGES)
     assert again.summary["parsed"] == 0
     assert (options.out / "parquet" / "procedures.parquet").read_bytes() == first
@@ -132,7 +119,7 @@ def test_crawl_survives_every_fault(tmp_path: Path) -> None:
             "", fault=Redirect("/code/cpt4/27447-arthroplasty", status=301)
         )
         server.routes["/code/cpt4/27447-arthroplasty"] = Route(_page("27447"))
-        result = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+        result = crawl([server.url("/")], options, sleep=instant, show_progress=False)
     procedures = _table(options, "procedures")
     assert set(procedures["code"].to_list()) == {
         "22212", "45378", "G0105", "G0202", "0042T", "27447"
@@ -165,4 +152,4 @@ def test_second_run_refuses_while_locked(tmp_path: Path) -> None:
 
     options = _options(tmp_path)
     with CrawlState.open(options.state), pytest.raises(StateLocked):
-        crawl(["http://127.0.0.1:9/"], options, sleep=_instant, show_progress=False)
+        crawl(["http://127.0.0.1:9/"], options, sleep=instant, show_progress=False)

@@ -8,7 +8,6 @@ it was met.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import os
@@ -28,13 +27,9 @@ from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
 from pipeline.demo.server import SiteServer
-from pipeline.run.crawl import CrawlOptions, crawl
-from tests.conftest import GOLDEN_PAGES, SITE
+from pipeline.run.crawl import crawl
+from tests.conftest import GOLDEN_PAGES, SITE, crawl_options, instant
 from tests.faultserver import FaultServer, Redirect, Route, Status, robots
-
-
-async def _instant(_: float) -> None:
-    await asyncio.sleep(0)
 
 
 def run(*args: str) -> Result:
@@ -64,10 +59,7 @@ def test_a_crawl_of_a_site_that_is_down_exits_3(tmp_path: Path) -> None:
 
 
 def test_a_robots_outage_postpones_pages_for_minutes_not_days(tmp_path: Path) -> None:
-    options = CrawlOptions(
-        out=tmp_path / "out", state=tmp_path / "state", rate=0.0, concurrency=4,
-        per_host_concurrency=4, timeout=2.0, max_retries=1, max_depth=1,
-    )  # fmt: skip
+    options = crawl_options(tmp_path, max_depth=1)
     links = '<a href="/code/cpt4/22212-osteotomy">a</a><a href="/code/cpt4/45378-colon">b</a>'
     routes = {
         "/": Route(f"<html><body>{links}</body></html>"),
@@ -76,11 +68,11 @@ def test_a_robots_outage_postpones_pages_for_minutes_not_days(tmp_path: Path) ->
         "/code/cpt4/45378-colon": Route(_page("45378")),
     }
     with FaultServer(routes) as server:
-        down = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+        down = crawl([server.url("/")], options, sleep=instant, show_progress=False)
         assert down.exit_code == 3
         assert "robots_unreachable" in down.text
         server.routes["/robots.txt"] = robots("User-agent: *\nAllow: /\n")
-        healthy = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+        healthy = crawl([server.url("/")], options, sleep=instant, show_progress=False)
     # The seed failed for now, not for the refresh interval: the next run fetches everything.
     assert healthy.exit_code == 0, healthy.text
     table = pl.read_parquet(options.out / "parquet" / "procedures.parquet")
@@ -229,10 +221,7 @@ def test_a_damaged_archive_object_is_fetched_again_and_rewritten(tmp_path: Path)
     from pipeline.acquire.archive import RawArchive
     from pipeline.run.crawl import reparse
 
-    options = CrawlOptions(
-        out=tmp_path / "out", state=tmp_path / "state", rate=0.0, concurrency=4,
-        per_host_concurrency=4, timeout=2.0,
-    )  # fmt: skip
+    options = crawl_options(tmp_path)
     archive = RawArchive(options.state / "archive")
     with SiteServer(SITE) as server:
         assert crawl([server.origin + "/"], options, show_progress=False).exit_code == 0
@@ -252,10 +241,7 @@ def test_a_damaged_archive_object_is_fetched_again_and_rewritten(tmp_path: Path)
 
 def test_a_sitemap_of_8_mib_is_read(tmp_path: Path) -> None:
     """Over the page limit (5 MiB) but within the protocol's 50 MB: the sitemap is read."""
-    options = CrawlOptions(
-        out=tmp_path / "out", state=tmp_path / "state", rate=0.0, concurrency=4,
-        per_host_concurrency=4, timeout=5.0,
-    )  # fmt: skip
+    options = crawl_options(tmp_path, timeout=5.0)
     with FaultServer() as server:
         padding = "<!-- " + "x" * (8 << 20) + " -->"
         entry = f"<url><loc>{server.url('/code/cpt4/45378-colonoscopy')}</loc></url>"
@@ -270,7 +256,7 @@ def test_a_sitemap_of_8_mib_is_read(tmp_path: Path) -> None:
                 "/code/cpt4/45378-colonoscopy": Route(_page("45378")),
             }
         )
-        result = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+        result = crawl([server.url("/")], options, sleep=instant, show_progress=False)
     assert result.summary["parsed"] == 1, result.text
 
 
@@ -312,15 +298,12 @@ def test_parse_reads_only_regular_files(tmp_path: Path) -> None:
 
 
 def test_a_page_first_seen_as_404_is_a_reject(tmp_path: Path) -> None:
-    options = CrawlOptions(
-        out=tmp_path / "out", state=tmp_path / "state", rate=0.0, concurrency=2,
-        per_host_concurrency=2, timeout=2.0, max_depth=1,  # not the pages' own similar codes
-    )  # fmt: skip
+    options = crawl_options(tmp_path, max_depth=1)  # not the pages' own similar codes
     links = '<a href="/code/cpt4/45378-colon">a</a><a href="/code/cpt4/99999-dead">b</a>'
     routes = {"/": Route(f"<html><body>{links}</body></html>"),
               "/code/cpt4/45378-colon": Route(_page("45378"))}  # fmt: skip
     with FaultServer(routes) as server:
-        result = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+        result = crawl([server.url("/")], options, sleep=instant, show_progress=False)
     rejects = pl.read_parquet(options.out / "parquet" / "rejects.parquet")
     assert rejects.select("error_kind", "http_status").rows() == [("page_gone", 404)]
     assert result.exit_code == 1

@@ -28,7 +28,8 @@ import pytest
 from pipeline.acquire.profile import REFERENCE
 from pipeline.acquire.urls import Scope, normalize_url
 from pipeline.errors import OutOfScope
-from pipeline.run.crawl import CrawlOptions, crawl, make_fetcher
+from pipeline.run.crawl import crawl, make_fetcher
+from tests.conftest import crawl_options, instant
 from tests.faultserver import FaultServer, Redirect, Route, robots
 from tests.synth import content_type, generate_page
 from tests.test_resume import crawl_args, serve_site
@@ -39,24 +40,6 @@ PAGES = 24
 def _procedure_url(url: str) -> bool:
     """A link the reference profile follows to a page (not a listing)."""
     return REFERENCE.follows(url) and REFERENCE.kind(url) == "page"
-
-
-async def _instant(_: float) -> None:
-    await asyncio.sleep(0)
-
-
-def _options(root: Path, **overrides: object) -> CrawlOptions:
-    base: dict[str, object] = {
-        "out": root / "out",
-        "state": root / "state",
-        "rate": 0.0,
-        "concurrency": 4,
-        "per_host_concurrency": 4,
-        "timeout": 2.0,
-        "max_retries": 1,
-    }
-    base.update(overrides)
-    return CrawlOptions(**base)  # type: ignore[arg-type]
 
 
 def _state_urls(state: Path) -> list[str]:
@@ -202,8 +185,8 @@ def test_nothing_off_scope_is_ever_requested(tmp_path: Path) -> None:
             f"Sitemap: http://localhost:{local.port}/sitemap.xml\n"
         )
 
-        options = _options(tmp_path)
-        crawl([main.url("/")], options, sleep=_instant, show_progress=False)
+        options = crawl_options(tmp_path)
+        crawl([main.url("/")], options, sleep=instant, show_progress=False)
 
         assert other.requests == [], [r.path for r in other.requests]
         assert local.requests == [], [r.path for r in local.requests]
@@ -235,7 +218,7 @@ def test_robots_txt_redirected_off_host_is_not_followed(tmp_path: Path) -> None:
         serve_site(main, 6, seed=8)
         other.routes["/robots.txt"] = robots("User-agent: *\nDisallow:\n")
         main.routes["/robots.txt"] = Route("", fault=Redirect(other.url("/robots.txt")))
-        crawl([main.url("/")], _options(tmp_path), sleep=_instant, show_progress=False)
+        crawl([main.url("/")], crawl_options(tmp_path), sleep=instant, show_progress=False)
         assert other.requests == []
         assert main.count("/robots.txt") >= 1
 
@@ -355,7 +338,7 @@ class _ResolveTo(httpx.AsyncBaseTransport):
 def test_public_name_resolving_to_loopback_is_refused(tmp_path: Path) -> None:
     page = generate_page(0, 3)
     with FaultServer({page.url_path: Route(page.html, content_type="text/html")}) as inside:
-        options = _options(tmp_path, obey_robots=False)
+        options = crawl_options(tmp_path, obey_robots=False)
         scope = Scope.from_seeds(["http://www.example.org/"])
 
         async def fetch() -> None:
@@ -370,7 +353,7 @@ def test_public_name_resolving_to_loopback_is_refused(tmp_path: Path) -> None:
             ["http://www.example.org" + page.url_path],
             options,
             transport=_ResolveTo("127.0.0.1", inside.port),
-            sleep=_instant,
+            sleep=instant,
             show_progress=False,
         )
     procedures = pl.read_parquet(options.out / "parquet" / "procedures.parquet")

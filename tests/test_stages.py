@@ -9,7 +9,6 @@ reject; ``pipeline status`` counts rejects by the same reasons as the run summar
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -34,27 +33,9 @@ from pipeline.run import crawl as crawl_module
 from pipeline.run.build import Job, build_all, build_one
 from pipeline.run.crawl import CrawlOptions, crawl
 from pipeline.run.runner import iter_parsed
-from tests.conftest import GOLDEN_PAGES, REJECTS, SITE
+from tests.conftest import GOLDEN_PAGES, REJECTS, SITE, crawl_options, instant
 from tests.faultserver import FaultServer, Route, robots
 from tests.synth import generate_page
-
-
-async def _instant(_: float) -> None:
-    await asyncio.sleep(0)
-
-
-def _options(tmp_path: Path, **overrides: object) -> CrawlOptions:
-    base: dict[str, object] = {
-        "out": tmp_path / "out",
-        "state": tmp_path / "state",
-        "rate": 0.0,
-        "concurrency": 4,
-        "per_host_concurrency": 4,
-        "timeout": 2.0,
-        "max_retries": 1,
-    }
-    base.update(overrides)
-    return CrawlOptions(**base)  # type: ignore[arg-type]
 
 
 def _procedures(options: CrawlOptions) -> pl.DataFrame:
@@ -166,9 +147,9 @@ def test_a_site_of_another_layout_is_crawled_by_the_rules_of_its_config(tmp_path
 
 
 def test_the_default_rules_do_not_follow_another_sites_links(tmp_path: Path) -> None:
-    options = _options(tmp_path)
+    options = crawl_options(tmp_path)
     with FaultServer(_other_site()) as server:
-        result = crawl([server.url("/health/a-z/")], options, sleep=_instant, show_progress=False)
+        result = crawl([server.url("/health/a-z/")], options, sleep=instant, show_progress=False)
     # Nothing matched the reference layout: the seed was fetched as navigation, nothing else.
     assert result.summary["parsed"] == 0
     assert result.summary["fetched"] == 1
@@ -180,14 +161,14 @@ def test_the_default_rules_do_not_follow_another_sites_links(tmp_path: Path) -> 
 def test_a_new_parser_version_rebuilds_from_the_archive_without_fetching(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = _options(tmp_path)
+    options = crawl_options(tmp_path)
     with SiteServer(SITE) as server:
-        first = crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+        first = crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
         assert first.summary["parsed"] == 24
-        same = crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+        same = crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
         assert (same.summary["fetched"], same.summary["parsed"]) == (0, 0)
         monkeypatch.setattr(crawl_module, "PARSER_VERSION", "next")
-        newer = crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+        newer = crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
     assert (newer.summary["fetched"], newer.summary["parsed"]) == (0, 24)
     assert set(_procedures(options)["parser_version"].to_list()) == {"next"}
 
@@ -195,7 +176,7 @@ def test_a_new_parser_version_rebuilds_from_the_archive_without_fetching(
 def test_a_run_killed_between_the_stages_loses_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    options = _options(tmp_path)
+    options = crawl_options(tmp_path)
     real_build = crawl_module._build
 
     def killed(*args: object, **kwargs: object) -> object:
@@ -204,10 +185,10 @@ def test_a_run_killed_between_the_stages_loses_nothing(
     with SiteServer(SITE) as server:
         monkeypatch.setattr(crawl_module, "_build", killed)
         with pytest.raises(KeyboardInterrupt):
-            crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+            crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
         assert not (options.out / "parquet" / "procedures.parquet").exists()
         monkeypatch.setattr(crawl_module, "_build", real_build)
-        again = crawl([server.origin + "/"], options, sleep=_instant, show_progress=False)
+        again = crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
     # Everything was fetched before the kill and is not due again: the build alone publishes it.
     assert (again.summary["fetched"], again.summary["parsed"]) == (0, 24)
     assert _procedures(options).height == 24
@@ -234,8 +215,8 @@ def test_a_listing_found_by_its_content_is_navigation_not_a_reject(tmp_path: Pat
             }
         )
         # The listing's own links are not followed here: only the sitemap's URLs are fetched.
-        options = _options(tmp_path, profile=SiteProfile(deny=("/code/",)))
-        result = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+        options = crawl_options(tmp_path, profile=SiteProfile(deny=("/code/",)))
+        result = crawl([server.url("/")], options, sleep=instant, show_progress=False)
     assert result.summary["listings"] == 1
     assert result.summary["rejected"] == 0
     assert result.exit_code == 0
@@ -243,7 +224,7 @@ def test_a_listing_found_by_its_content_is_navigation_not_a_reject(tmp_path: Pat
 
 
 def test_status_counts_rejects_by_the_reasons_of_the_run_summary(tmp_path: Path) -> None:
-    options = _options(tmp_path)
+    options = crawl_options(tmp_path)
     condition = NotAProcedurePage("x", page_kind="condition")
     assert condition.kind == "not_a_procedure_page"
     routes = {
@@ -254,7 +235,7 @@ def test_status_counts_rejects_by_the_reasons_of_the_run_summary(tmp_path: Path)
         "/code/cpt4/3-c": Route(b"", status=200),
     }  # fmt: skip
     with FaultServer(routes) as server:
-        result = crawl([server.url("/")], options, sleep=_instant, show_progress=False)
+        result = crawl([server.url("/")], options, sleep=instant, show_progress=False)
     status = read_status(options.state)
     assert status["rejects_by_reason"] == result.summary["rejected_by_reason"]
     assert sum(result.summary["rejected_by_reason"].values()) == 3  # type: ignore[attr-defined]
