@@ -77,7 +77,11 @@ def handle_errors(func: F) -> F:
         except PipelineError as exc:
             _fail(f"{exc.kind}: {exc}", EXIT_FAILED)
         except KeyboardInterrupt:
-            _fail("interrupted; the state is kept, run the same command again to resume", 130)
+            stateful = click.get_current_context(silent=True)
+            name = stateful.info_name if stateful is not None else None
+            if name in ("crawl", "reparse", "demo"):
+                _fail("interrupted; the state is kept, run the same command again to resume", 130)
+            _fail("interrupted; nothing was written", 130)
         except sqlite3.DatabaseError as exc:
             _fail(f"the state database is damaged: {exc}", EXIT_FAILED)
         except (click.ClickException, click.exceptions.Exit, click.Abort):

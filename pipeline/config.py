@@ -98,6 +98,13 @@ class Settings(BaseSettings):
 
     _interval = field_validator("refresh_after", mode="before")(parse_interval)
 
+    @field_validator("refresh_after")
+    @classmethod
+    def _positive_interval(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("must be a positive interval (e.g. 7d, 12h)")
+        return value
+
     @field_validator("follow", "deny", "listing", "pages")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
@@ -143,6 +150,16 @@ def config_path(explicit: Path | None) -> Path | None:
     return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
 
 
+def _origin(name: str, given: dict[str, Any], path: Path | None) -> str:
+    """Where a bad value came from, in the order the sources win: option, environment, file."""
+    if name in given:
+        return " (from the command line)"
+    variable = f"PIPELINE_{name.upper()}"
+    if variable in os.environ:
+        return f" (from ${variable})"
+    return f" (in {path})" if path is not None else ""
+
+
 def load_settings(config: Path | None = None, **options: Any) -> Settings:
     """Settings from the options given (None means "not given"), environment and config file.
 
@@ -158,8 +175,9 @@ def load_settings(config: Path | None = None, **options: Any) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "settings"
-        origin = f" (in {path})" if path is not None else ""
-        raise UsageError(f"bad value for {where}{origin}: {err['msg']}") from exc
+        raise UsageError(
+            f"bad value for {where}{_origin(where, given, path)}: {err['msg']}"
+        ) from exc
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from exc
     finally:

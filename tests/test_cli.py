@@ -304,6 +304,7 @@ def test_option_beats_environment_beats_config(tmp_path: Path) -> None:
         ("rate = [\n", "cannot read config file"),
         ('follow = ["(unclosed"]\n', "bad value for follow"),
         ("workers = 0\n", "bad value for workers"),
+        ("refresh_after = '-1d'\n", "bad value for refresh_after"),
     ],
 )
 def test_bad_config_exits_2(tmp_path: Path, content: str, message: str) -> None:

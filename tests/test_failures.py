@@ -337,3 +337,26 @@ def test_sigterm_stops_a_crawl_as_ctrl_c_does(tmp_path: Path) -> None:
     assert "interrupted" in stderr
     assert "Traceback" not in stderr
     assert not any((out / ".staging").glob("*")), "the run left its staging behind"
+
+
+def test_a_bad_environment_variable_is_blamed_on_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "pipeline.toml"
+    config.write_text("concurrency = 4\n", encoding="utf-8")
+    monkeypatch.setenv("PIPELINE_RATE", "fast")
+    result = run("ingest", str(GOLDEN_PAGES[0]), "--config", str(config), "--out", str(tmp_path))
+    assert result.exit_code == 2
+    assert "$PIPELINE_RATE" in result.stderr
+    assert str(config) not in result.stderr
+
+
+def test_ctrl_c_in_parse_speaks_of_nothing_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pipeline.run.runner.parse_inputs", interrupted)
+    result = run("parse", str(GOLDEN_PAGES[0]))
+    assert result.exit_code == 130
+    assert "nothing was written" in result.stderr
+    assert "state" not in result.stderr
