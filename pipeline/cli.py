@@ -398,10 +398,15 @@ def demo_cmd(site: Path | None, port: int, **options: Any) -> None:
             "another demo may be running: pass --port N"
         ) from exc
     with server:
-        click.echo(f"serving {root} at {server.origin}", err=True)
+        LOG.info(
+            "serving %s at %s", root, server.origin,
+            extra={"fields": {"event": "serving", "site": str(root), "origin": server.origin}},
+        )  # fmt: skip
         result = crawl(
             [server.origin + "/"], _crawl_options(settings), show_progress=settings.progress
         )
+    if settings.log_format == "json":
+        _report(result, settings)  # one JSON summary, as the other commands give
     click.echo(result.text, err=True)
     for table in ("procedures", "steps", "rejects"):
         click.echo(f"  {settings.out / 'parquet' / (table + '.parquet')}", err=True)

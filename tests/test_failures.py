@@ -360,3 +360,16 @@ def test_ctrl_c_in_parse_speaks_of_nothing_written(monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 130
     assert "nothing was written" in result.stderr
     assert "state" not in result.stderr
+
+
+def test_json_logs_are_json_with_their_fields(tmp_path: Path) -> None:
+    result = run("demo", "--out", str(tmp_path / "out"), "--port", "0", "--log-format", "json")
+    assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]  # every line is JSON
+    assert {"serving", "run_finished", "summary"} <= {e.get("event") for e in events}
+    url = f"http://127.0.0.1:{_closed_port()}/"
+    down = run("crawl", url, "--state", str(tmp_path / "s"), "--out", str(tmp_path / "o"),
+               "--max-retries", "0", "--log-format", "json")  # fmt: skip
+    failed = [json.loads(line) for line in down.stderr.splitlines()]
+    fetch = next(e for e in failed if e.get("event") == "fetch_failed")
+    assert (fetch["url"], fetch["kind"], fetch["transient"]) == (url, "robots_unreachable", True)

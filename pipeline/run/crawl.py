@@ -66,6 +66,11 @@ Clock = Callable[[], datetime]
 EXIT_COULD_NOT_PROCEED = 3
 
 
+def _fields(event: str, **fields: object) -> dict[str, object]:
+    """Structured fields of a log line (``--log-format json`` puts them in the object)."""
+    return {"fields": {"event": event, **fields}}
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -264,7 +269,11 @@ class _Acquire:
                 terminal=not exc.transient,
                 at=self.clock(),
             )
-            LOG.warning("fetch failed: %s: %s: %s", row.url, exc.kind, exc.reason)
+            LOG.warning(
+                "fetch failed: %s: %s: %s", row.url, exc.kind, exc.reason,
+                extra=_fields("fetch_failed", url=row.url, kind=exc.kind, reason=exc.reason,
+                              http_status=exc.status, transient=exc.transient),
+            )  # fmt: skip
             self.failures[exc.kind] += 1
             if row.kind == "page":
                 self.report.add("failed")
@@ -331,7 +340,10 @@ class _Acquire:
             sitemap = parse_sitemap(result.body)
         except ParseError as exc:
             self.state.record_rejected(row.url, "parse", exc.kind, exc.reason, self.clock())
-            LOG.warning("sitemap refused: %s: %s", row.url, exc.reason)
+            LOG.warning(
+                "sitemap refused: %s: %s", row.url, exc.reason,
+                extra=_fields("sitemap_refused", url=row.url, kind=exc.kind, reason=exc.reason),
+            )  # fmt: skip
             return
         self.discover(
             ((u, None) for u in sitemap.sitemaps), row.depth, row.url, source="sitemap",
@@ -544,14 +556,20 @@ def _publish(
     """Publish, then tell the state what the tables now hold. ``could_not_proceed`` says why
     the run reached nothing (it then exits 3, whatever else it did)."""
     if could_not_proceed:
-        LOG.error("run %s could not proceed: %s", run_id, could_not_proceed)
+        LOG.error(
+            "run %s could not proceed: %s", name, could_not_proceed,
+            extra=_fields("could_not_proceed", run_id=name, reason=could_not_proceed),
+        )  # fmt: skip
     exit_code = sink.publish(could_not_proceed is not None)
     state.record_built(built, PARSER_VERSION)
     state.mark_published()
     summary = sink.report.summary()
     counts = {k: v for k, v in summary.items() if isinstance(v, int)}
     state.finish_run(run_id, counts, exit_code)
-    LOG.info("run %s finished: exit %d", run_id, exit_code)
+    LOG.info(
+        "run %s finished: exit %d", name, exit_code,
+        extra=_fields("run_finished", run_id=name, exit_code=exit_code),
+    )  # fmt: skip
     text = sink.report.summary_text()
     if could_not_proceed:
         summary["could_not_proceed"] = could_not_proceed
