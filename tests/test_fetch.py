@@ -827,3 +827,25 @@ def test_a_location_with_an_impossible_port_is_a_redirect_error(fake: FakeTime) 
         error = fetch_error(server.url("/p"), fake)
     assert isinstance(error, RedirectError)
     assert "port" in error.reason
+
+
+def test_a_503_with_retry_after_slows_the_whole_host() -> None:
+    """Another request to the host waits out the Retry-After too (a host backoff), instead of
+    hitting the host at the base rate while one worker sleeps."""
+    routes = {"/a": Route(PAGE, faults=[Status(503, retry_after=1)]), "/b": Route(PAGE)}
+
+    async def go(server: FaultServer) -> float:
+        async with Fetcher(rate=0, obey_robots=False) as fetcher:
+            first = asyncio.create_task(fetcher.fetch(server.url("/a")))
+            while server.count("/a") == 0:
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.1)  # the 503 has arrived
+            started = time.monotonic()
+            await fetcher.fetch(server.url("/b"))
+            waited = time.monotonic() - started
+            await first
+            return waited
+
+    with FaultServer(routes) as server:
+        waited = asyncio.run(go(server))
+    assert waited >= 0.6, waited

@@ -81,6 +81,8 @@ DEFAULT_USER_AGENT = (
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 SUCCESS_STATUSES = frozenset({200, 203})
 GONE_STATUSES = frozenset({404, 410})
+#: Answers by which a host asks to be sent less: every request to it waits (a host backoff).
+HOST_BACKOFF_STATUSES = frozenset({429, 503})
 ACCEPT_ENCODING = "gzip, deflate"  # only what the bounded inflater below can decode
 
 
@@ -461,6 +463,10 @@ class Fetcher:
         reason = f"HTTP {status} {response.reason}".rstrip()
         if status in self.policy.retry_statuses:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
+            if status in HOST_BACKOFF_STATUSES and retry_after is not None:
+                # The host says when to come back: the whole host waits, not only this request.
+                wait = self.policy.retry_after_wait(retry_after)
+                self._pacer.hold(_host_key(response.url), wait)
             raise RetryableStatus(reason, source=source, status=status, retry_after=retry_after)
         if status in GONE_STATUSES:
             raise PageGone(reason, source=source, status=status)

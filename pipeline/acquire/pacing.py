@@ -33,16 +33,25 @@ class HostPacer:
         self._monotonic = monotonic
         self._sleep = sleep
         self._last_start: dict[str, float] = {}
+        self._not_before: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def hold(self, host: str, seconds: float) -> None:
+        """Send ``host`` nothing for ``seconds`` (it answered 429 or 503): every request to it
+        waits, not only the one that was refused, as Scrapy's download slots slow a host."""
+        until = self._monotonic() + seconds
+        self._not_before[host] = max(self._not_before.get(host, until), until)
 
     async def wait_turn(self, host: str, interval: float) -> None:
         """Sleep until ``host`` may be sent its next request, and mark that start."""
         async with self._locks.setdefault(host, asyncio.Lock()):
             last = self._last_start.get(host)
-            if last is not None:
-                delay = last + interval - self._monotonic()
-                if delay > 0:
-                    await self._sleep(delay)
+            start = max(
+                last + interval if last is not None else 0.0, self._not_before.get(host, 0.0)
+            )
+            delay = start - self._monotonic()
+            if delay > 0:
+                await self._sleep(delay)
             self._last_start[host] = self._monotonic()
 
 
