@@ -492,6 +492,10 @@ def _build(
     return built
 
 
+class _Aborted(Exception):
+    """The acquire stage failed: the build stops where it is (nothing is published)."""
+
+
 class _Builder:
     """The build stage in a thread beside the acquire stage: pages are extracted (on the other
     cores) while the crawl fetches more, then whatever the state still holds unbuilt."""
@@ -512,8 +516,11 @@ class _Builder:
 
     def _streamed(self) -> Iterator[PageRow]:
         while (row := self.queue.get()) is not None:
-            if not self.stopping.is_set():
-                yield row
+            if self.stopping.is_set():
+                break
+            yield row
+        if self.stopping.is_set():
+            raise _Aborted  # not the rest of the state either: the run is ending
 
     def _run(self) -> None:
         state, archive, sink, workers = self._args
@@ -521,6 +528,8 @@ class _Builder:
             self.built = _build(
                 state, archive, sink, everything=False, workers=workers, streamed=self._streamed()
             )
+        except _Aborted:
+            return
         except BaseException as exc:  # handed to the main thread by finish()
             self.error = exc
 
