@@ -373,3 +373,22 @@ def test_json_logs_are_json_with_their_fields(tmp_path: Path) -> None:
     failed = [json.loads(line) for line in down.stderr.splitlines()]
     fetch = next(e for e in failed if e.get("event") == "fetch_failed")
     assert (fetch["url"], fetch["kind"], fetch["transient"]) == (url, "robots_unreachable", True)
+
+
+def test_reparse_keeps_the_pages_ingest_added(tmp_path: Path) -> None:
+    out, state = _demo_crawl(tmp_path)
+    extra = tmp_path / "extra.html"
+    extra.write_text(
+        "<html><body><h1>Knee arthroscopy</h1><p>CPT code: 29870</p><h2>Overview</h2>"
+        "<p>A look inside the knee.</p><h2>Risks</h2><ul><li>Infection</li></ul></body></html>",
+        encoding="utf-8",
+    )
+    assert run("ingest", str(extra), "--out", str(out), "--no-progress").exit_code == 0
+    before = pl.read_parquet(out / "parquet" / "procedures.parquet")
+    assert "29870" in before["code"].to_list()
+    result = run("reparse", "--state", str(state), "--out", str(out), "--no-progress")
+    assert result.exit_code == 0, result.stderr
+    after = pl.read_parquet(out / "parquet" / "procedures.parquet")
+    assert sorted(after["code"].to_list()) == sorted(before["code"].to_list())
+    risks = pl.read_parquet(out / "parquet" / "risks.parquet")
+    assert "29870" in risks["code"].to_list()  # its child rows stay with it

@@ -138,6 +138,7 @@ def publish(
     at: datetime = T0,
     batch_size: int = 2000,
     exit_code: int = 0,
+    replaces: list[str] | None = None,
 ) -> PublishResult:
     """Feed one run to a writer and publish it."""
     with TableWriter(
@@ -147,6 +148,7 @@ def publish(
         disposition=disposition,
         batch_size=batch_size,
         clock=lambda: at,
+        replaces=replaces,
     ) as writer:
         for page in run.pages:
             writer.add(
@@ -855,3 +857,16 @@ def test_the_output_directory_explains_itself(tmp_path: Path) -> None:
     assert "as text" in readme
     runs = pl.read_csv(out / "csv" / "runs.csv")
     assert runs["run_id"].dtype == pl.String  # a CSV reader keeps it text unaided
+
+
+def test_replace_of_some_sources_keeps_the_pages_of_others(tmp_path: Path) -> None:
+    """A rebuild (reparse) replaces the pages of the sources it covers: a covered page it did
+    not rebuild goes, a page from elsewhere (ingested) stays with its child rows."""
+    out = tmp_path / "out"
+    crawled, stale, ingested = make_record("22212"), make_record("22214"), make_record("22216")
+    publish(out, Run(pages=[Page(crawled), Page(stale), Page(ingested)]), "run-1")
+    covered = [crawled.source, stale.source]
+    publish(out, Run(pages=[Page(crawled)]), "run-2", disposition="replace", replaces=covered)
+    assert sorted(read(out, "procedures")["code"].to_list()) == ["22212", "22216"]
+    assert "22216" in read(out, "steps")["code"].to_list()
+    assert "22214" not in read(out, "steps")["code"].to_list()

@@ -576,6 +576,12 @@ class CrawlState:
             ).fetchall()
         return [PageRow.from_db(row) for row in rows]
 
+    def page_urls(self) -> list[str]:
+        """Every page URL the state knows (the sources a rebuild covers)."""
+        with self._mutex:
+            rows = self._conn.execute("SELECT url FROM pages WHERE kind = 'page'").fetchall()
+        return [row[0] for row in rows]
+
     def unpublished_losses(self) -> list[PageRow]:
         """Pages that failed to fetch (for good, or after their retries in a run) or went away
         since the tables were last published."""

@@ -104,6 +104,9 @@ class MergePlan:
     work_dir: Path
     run_id: str
     range_pages: int
+    #: With ``replace``: the sources the run rebuilds (None: all). Published pages of other
+    #: sources are kept as they are.
+    replaces: frozenset[str] | None = None
 
     def old(self, spec: T.TableSpec) -> pl.LazyFrame:
         """The published table of the previous version (empty before the first)."""
@@ -131,11 +134,25 @@ class MergePlan:
 
     def kept_old(self, old: pl.LazyFrame, winners: pl.LazyFrame) -> pl.LazyFrame:
         """Published rows (of procedures or a child table) that survive this run."""
+        replaced = winners.filter(~pl.col("_unchanged")).select(KEY)
         if self.disposition == "merge":
-            replaced = winners.filter(~pl.col("_unchanged")).select(KEY)
             return old.join(replaced, on=KEY, how="anti")
         unchanged = winners.filter(pl.col("_unchanged")).select(KEY)
-        return old.join(unchanged, on=KEY, how="semi")
+        kept = old.join(unchanged, on=KEY, how="semi")
+        if self.replaces is None:
+            return kept
+        # Pages from sources this run does not rebuild (ingested files and URLs) stay, unless
+        # the run wrote the same key.
+        covered = pl.LazyFrame(
+            {"source_url": sorted(self.replaces)}, schema={"source_url": pl.String()}
+        )
+        foreign = (
+            self.old(T.PROCEDURES)
+            .join(covered, on="source_url", how="anti")
+            .select(KEY)
+            .join(winners.select(KEY), on=KEY, how="anti")
+        )
+        return pl.concat([kept, old.join(foreign, on=KEY, how="semi")], how="vertical")
 
 
 def _key_ranges(plan: MergePlan) -> list[_KeyRange]:

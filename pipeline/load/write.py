@@ -63,7 +63,7 @@ import fcntl
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,7 +158,11 @@ class TableWriter:
         disposition: Disposition = "merge",
         batch_size: int = 2000,
         clock: Callable[[], datetime] = _utc_now,
+        replaces: Iterable[str] | None = None,
     ) -> None:
+        """``replaces``, with disposition ``replace``: the source URLs this run rebuilds. Only
+        published pages from those sources are replaced; pages from elsewhere (added by
+        ``ingest``) are kept. None: every published page is replaced."""
         if not run_id.strip() or not mode.strip():
             raise ValueError("run_id and mode must not be empty")
         if disposition not in T.DISPOSITIONS:
@@ -169,6 +173,7 @@ class TableWriter:
         self.run_id = run_id
         self.mode = mode
         self.disposition: Disposition = disposition
+        self.replaces = None if replaces is None else frozenset(replaces)
         self.batch_size = batch_size
         self._clock = clock
         self._lock_fd: int | None = None
@@ -365,8 +370,9 @@ class TableWriter:
         for folder in (parquet_dir, csv_dir, work_dir):
             folder.mkdir(parents=True)
         plan = MergePlan(
-            stager, old_dir, self.disposition, parquet_dir, work_dir, self.run_id, self.batch_size
-        )
+            stager, old_dir, self.disposition, parquet_dir, work_dir, self.run_id, self.batch_size,
+            replaces=self.replaces,
+        )  # fmt: skip
         merge_pages(plan)
         merge_rejects(plan)
         summary = merge_changes(plan)

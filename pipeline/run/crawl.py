@@ -677,7 +677,13 @@ def reparse(
         started = clock()
         run_id = state.begin_run(started)
         name = run_name("reparse", run_id, started)
-        with TableWriter(options.out, run_id=name, mode="reparse", disposition="replace") as writer:
+        with TableWriter(
+            options.out,
+            run_id=name,
+            mode="reparse",
+            disposition="replace",
+            replaces=state.page_urls(),  # pages ingested from elsewhere are kept
+        ) as writer:
             sink = _Sink(writer, report, clock)
             built = _build(state, archive, sink, everything=True, workers=options.workers)
             return _publish(state, sink, run_id, name, built)
