@@ -49,8 +49,8 @@ _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def _internal_error(exc: BaseException) -> None:
-    """An error the pipeline did not expect: one line on stderr, the traceback in a file (and
-    in the log), exit 4 (never 1, which schedulers read as "finished, some rejects")."""
+    """An error the pipeline did not expect: one line on stderr naming a file that holds the
+    traceback, exit 4 (never 1, which schedulers read as "finished, some rejects")."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     report = Path(tempfile.gettempdir()) / f"pipeline-crash-{stamp}-{os.getpid()}.log"
     trace = "".join(traceback.format_exception(exc))
@@ -58,8 +58,7 @@ def _internal_error(exc: BaseException) -> None:
     try:
         report.write_text(trace, encoding="utf-8")
     except OSError:
-        where = "traceback in the log"
-    LOG.debug("internal error:\n%s", trace)
+        where = "no traceback: the crash file could not be written"
     _fail(f"internal error: {type(exc).__name__}: {exc} ({where})", EXIT_INTERNAL)
 
 

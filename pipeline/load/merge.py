@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import polars as pl
@@ -134,8 +135,8 @@ class MergePlan:
 
     def kept_old(self, old: pl.LazyFrame, winners: pl.LazyFrame) -> pl.LazyFrame:
         """Published rows (of procedures or a child table) that survive this run."""
-        replaced = winners.filter(~pl.col("_unchanged")).select(KEY)
         if self.disposition == "merge":
+            replaced = winners.filter(~pl.col("_unchanged")).select(KEY)
             return old.join(replaced, on=KEY, how="anti")
         unchanged = winners.filter(pl.col("_unchanged")).select(KEY)
         kept = old.join(unchanged, on=KEY, how="semi")
@@ -143,16 +144,22 @@ class MergePlan:
             return kept
         # Pages from sources this run does not rebuild (ingested files and URLs) stay, unless
         # the run wrote the same key.
+        foreign = self.foreign_keys.lazy().join(winners.select(KEY), on=KEY, how="anti")
+        return pl.concat([kept, old.join(foreign, on=KEY, how="semi")], how="vertical")
+
+    @cached_property
+    def foreign_keys(self) -> pl.DataFrame:
+        """Keys of published pages whose source is not in ``replaces`` (computed once per
+        publication, not once per key range and table)."""
         covered = pl.LazyFrame(
-            {"source_url": sorted(self.replaces)}, schema={"source_url": pl.String()}
+            {"source_url": sorted(self.replaces or ())}, schema={"source_url": pl.String()}
         )
-        foreign = (
+        return (
             self.old(T.PROCEDURES)
             .join(covered, on="source_url", how="anti")
             .select(KEY)
-            .join(winners.select(KEY), on=KEY, how="anti")
+            .collect(engine="streaming")
         )
-        return pl.concat([kept, old.join(foreign, on=KEY, how="semi")], how="vertical")
 
 
 def _key_ranges(plan: MergePlan) -> list[_KeyRange]:
