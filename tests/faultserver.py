@@ -70,6 +70,7 @@ __all__ = [
     "BrokenChunked",
     "BrokenGzip",
     "Chaos",
+    "CloseDelimited",
     "Drop",
     "Exchange",
     "Fault",
@@ -223,13 +224,15 @@ class Exchange:
         if self.method != "HEAD":
             self.write(data)
 
-    def send_head(self, status: int, headers: Sequence[tuple[str, str]] = ()) -> None:
+    def send_head(
+        self, status: int, headers: Sequence[tuple[str, str]] = (), *, version: str = "HTTP/1.1"
+    ) -> None:
         """Write the status line and the headers (a Date header is added)."""
         try:
             phrase = http.HTTPStatus(status).phrase
         except ValueError:
             phrase = "Unknown"
-        lines = [f"HTTP/1.1 {status} {phrase}", f"Date: {http_date(datetime.now(UTC))}"]
+        lines = [f"{version} {status} {phrase}", f"Date: {http_date(datetime.now(UTC))}"]
         lines += [f"{name}: {value}" for name, value in headers]
         self.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
@@ -419,6 +422,21 @@ class Truncate(Fault):
         body, headers = ex.body_and_headers()
         ex.send_head(200, [*headers, ("Content-Length", str(len(body) + self.missing))])
         ex.write_body(body)
+        ex.close()
+
+
+@dataclass(frozen=True)
+class CloseDelimited(Fault):
+    """An HTTP/1.0 answer with no Content-Length (its end is the connection's end): the first
+    ``keep`` bytes of the body (all of it when None), then a graceful close (FIN), so a cut
+    looks like a normal end at the transport level."""
+
+    keep: int | None = None
+
+    def serve(self, ex: Exchange) -> None:
+        body, headers = ex.body_and_headers()
+        ex.send_head(200, headers, version="HTTP/1.0")
+        ex.write_body(body if self.keep is None else body[: self.keep])
         ex.close()
 
 

@@ -29,7 +29,7 @@ from pipeline.cli import cli
 from pipeline.demo.server import SiteServer
 from pipeline.run.crawl import crawl
 from tests.conftest import GOLDEN_PAGES, SITE, crawl_options, instant
-from tests.faultserver import FaultServer, Redirect, Route, Status, robots
+from tests.faultserver import CloseDelimited, FaultServer, Redirect, Route, Status, robots
 
 
 def run(*args: str) -> Result:
@@ -237,6 +237,33 @@ def test_a_damaged_archive_object_is_fetched_again_and_rewritten(tmp_path: Path)
     healed = reparse(options, show_progress=False)
     assert healed.exit_code == 0
     assert healed.summary["parsed"] == 24
+
+
+def test_a_cut_http10_page_does_not_replace_the_good_row(tmp_path: Path) -> None:
+    """HTTP/1.0, no Content-Length, the connection closed mid-page: a failed fetch (the row
+    published before stays whole), not half a page taken for the page."""
+    from datetime import timedelta
+
+    options = crawl_options(tmp_path, refresh_after=timedelta(0), max_depth=0)
+    url_path = "/code/cpt4/45378-colonoscopy"
+    page = _page("45378")
+    with FaultServer({"/robots.txt": robots("User-agent: *\n")}) as server:
+        server.routes[url_path] = Route(page, fault=CloseDelimited())
+        first = crawl([server.url(url_path)], options, sleep=instant, show_progress=False)
+        assert first.exit_code == 0, first.text
+        tables = {t: _table(options.out, t) for t in ("procedures", "steps", "recovery")}
+        server.routes[url_path] = Route(page, fault=CloseDelimited(keep=len(page) // 2))
+        second = crawl([server.url(url_path)], options, sleep=instant, show_progress=False)
+    assert second.exit_code == 3, second.text  # its only page could not be fetched whole
+    assert second.summary["failed"] == 1
+    assert second.summary["rejected_by_reason"] == {"truncated_body": 1}
+    for name, before in tables.items():
+        assert _table(options.out, name).equals(before), name
+    assert tables["steps"].height > 0
+
+
+def _table(out: Path, name: str) -> pl.DataFrame:
+    return pl.read_parquet(out / "parquet" / f"{name}.parquet")
 
 
 def test_a_sitemap_of_8_mib_is_read(tmp_path: Path) -> None:

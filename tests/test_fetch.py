@@ -43,6 +43,7 @@ from tests.faultserver import (
     BrokenChunked,
     BrokenGzip,
     Chaos,
+    CloseDelimited,
     Drop,
     FaultServer,
     GzipBomb,
@@ -379,6 +380,37 @@ def test_cut_bodies_are_truncated_body(fake: FakeTime, fault: Truncate) -> None:
         assert server.count("/p") == 2
     assert isinstance(error, TruncatedBody)
     assert error.transient
+
+
+def test_a_cut_close_delimited_page_is_a_truncated_body(fake: FakeTime) -> None:
+    # HTTP/1.0 with no Content-Length: the end of the body is the end of the connection, so a
+    # graceful close mid-page looks complete to the transport; the unclosed document tells.
+    with FaultServer({"/p": Route(PAGE, fault=CloseDelimited(keep=len(PAGE) - 9))}) as server:
+        error = fetch_error(server.url("/p"), fake, policy=RetryPolicy(max_attempts=2))
+        assert server.count("/p") == 2
+    assert isinstance(error, TruncatedBody)
+    assert error.transient
+
+
+def test_a_whole_close_delimited_page_is_taken(fake: FakeTime) -> None:
+    with FaultServer({"/p": Route(PAGE, fault=CloseDelimited())}) as server:
+        result = fetch(server.url("/p"), fake)
+    assert result.body == PAGE.encode()
+
+
+def test_a_close_delimited_body_that_is_not_a_whole_document_is_taken(fake: FakeTime) -> None:
+    # No <html> to close: nothing tells a cut from the end, and the page is not refused for it.
+    fragment = "<h1>Osteotomy</h1><p>Summary</p>"
+    with FaultServer({"/p": Route(fragment, fault=CloseDelimited())}) as server:
+        assert fetch(server.url("/p"), fake).body == fragment.encode()
+
+
+def test_a_cut_close_delimited_page_then_a_whole_one_succeeds(fake: FakeTime) -> None:
+    route = Route(PAGE, faults=[CloseDelimited(keep=20)], fault=CloseDelimited())
+    with FaultServer({"/p": route}) as server:
+        result = fetch(server.url("/p"), fake)
+    assert result.attempts == 2
+    assert result.body == PAGE.encode()
 
 
 def test_truncated_then_complete_succeeds(fake: FakeTime) -> None:

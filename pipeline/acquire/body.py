@@ -3,6 +3,7 @@ large body nor a gzip bomb is ever held past it."""
 
 from __future__ import annotations
 
+import re
 import zlib
 
 import httpx
@@ -133,4 +134,37 @@ async def read_body(
     inflater.finish()
     if announced is not None and received < announced:
         raise TruncatedBody(f"got {received} of {announced} announced bytes", source=source)
+    if _close_delimited(response, headers) and _cut_html(body, headers):
+        raise TruncatedBody(
+            "the connection closed before the end of the HTML document (no Content-Length or"
+            " chunked framing to tell a cut from the end)",
+            source=source,
+        )
     return bytes(body)
+
+
+# --- close-delimited bodies ------------------------------------------------------------------
+
+_HTML_OPEN = re.compile(rb"<html[\s>]", re.IGNORECASE)
+_HTML_CLOSE = re.compile(rb"</html\s*>", re.IGNORECASE)
+#: How far into a body the opening <html> tag is looked for (doctype, comments, a BOM).
+_HTML_OPEN_WINDOW = 64 * 1024
+
+
+def _close_delimited(response: httpx.Response, headers: dict[str, str]) -> bool:
+    """Whether the body's end is only the connection's end (HTTP/1.x, no Content-Length, not
+    chunked): a connection closed early then looks like a complete body (RFC 9112 6.3, 8)."""
+    if not response.http_version.startswith("HTTP/1"):
+        return False
+    if "content-length" in headers:
+        return False
+    return "chunked" not in headers.get("transfer-encoding", "").lower()
+
+
+def _cut_html(body: bytes | bytearray, headers: dict[str, str]) -> bool:
+    """Whether an HTML body opens its document but never closes it: the sign of a cut that
+    nothing else shows. A body that never opens ``<html>`` cannot be judged and is taken."""
+    content_type = headers.get("content-type", "text/html").lower()
+    if "html" not in content_type:
+        return False
+    return bool(_HTML_OPEN.search(body, 0, _HTML_OPEN_WINDOW)) and not _HTML_CLOSE.search(body)
