@@ -386,7 +386,9 @@ class _Lines:
 
 def _site_header(root: Any, header: Any) -> bool:
     """A ``<header>`` is site chrome unless it holds the page's title ``<h1>``."""
-    h1 = header.css_first("h1")
+    # Its first <h1> by a walk, not a CSS query (the first one of a tree sets up lexbor's
+    # selector engine); most site headers hold none.
+    h1 = next((n for n in header.traverse() if n.tag == "h1"), None)
     if h1 is None:
         return True
     content_h1 = root.css_first("main h1, article h1, [role=main] h1")
