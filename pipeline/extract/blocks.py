@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pipeline.extract.normalize.text import collapse
@@ -144,9 +145,13 @@ class Chrome:
         if attrs.get("role") in self.roles:
             return True
         marked = f"{attrs.get('class') or ''} {attrs.get('id') or ''}"
-        if len(marked) < 3 or self.token.search(marked) is None:
-            return False
-        return self.keep.search(marked) is None
+        return len(marked) >= 3 and _names_chrome(self.token, self.keep, marked)
+
+
+@lru_cache(maxsize=8192)
+def _names_chrome(token: re.Pattern[str], keep: re.Pattern[str], marked: str) -> bool:
+    """Class and id tokens that name chrome (memoized: a site repeats its class names)."""
+    return token.search(marked) is not None and keep.search(marked) is None
 
 
 _PLACE = re.compile(r"(?:^|;)\s*(?P<side>top|bottom)\s*:\s*(?P<n>-?\d+(?:\.\d+)?)px")
