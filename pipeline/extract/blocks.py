@@ -130,9 +130,10 @@ class ChromeCount:
     chars: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Chrome:
-    """How the walk recognizes chrome containers (from ``vocabulary.toml``)."""
+    """How the walk recognizes chrome containers (from ``vocabulary.toml``); hashed by
+    identity, like the :class:`~pipeline.extract.vocabulary.Vocabulary` that holds it."""
 
     token: re.Pattern[str]
     keep: re.Pattern[str]
@@ -145,13 +146,13 @@ class Chrome:
         if attrs.get("role") in self.roles:
             return True
         marked = f"{attrs.get('class') or ''} {attrs.get('id') or ''}"
-        return len(marked) >= 3 and _names_chrome(self.token, self.keep, marked)
+        return len(marked) >= 3 and _names_chrome(self, marked)
 
 
 @lru_cache(maxsize=8192)
-def _names_chrome(token: re.Pattern[str], keep: re.Pattern[str], marked: str) -> bool:
+def _names_chrome(chrome: Chrome, marked: str) -> bool:
     """Class and id tokens that name chrome (memoized: a site repeats its class names)."""
-    return token.search(marked) is not None and keep.search(marked) is None
+    return chrome.token.search(marked) is not None and chrome.keep.search(marked) is None
 
 
 _PLACE = re.compile(r"(?:^|;)\s*(?P<side>top|bottom)\s*:\s*(?P<n>-?\d+(?:\.\d+)?)px")
