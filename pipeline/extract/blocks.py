@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pipeline.extract.normalize.text import collapse
@@ -129,9 +130,10 @@ class ChromeCount:
     chars: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Chrome:
-    """How the walk recognizes chrome containers (from ``vocabulary.toml``)."""
+    """How the walk recognizes chrome containers (from ``vocabulary.toml``); hashed by
+    identity, like the :class:`~pipeline.extract.vocabulary.Vocabulary` that holds it."""
 
     token: re.Pattern[str]
     keep: re.Pattern[str]
@@ -144,9 +146,13 @@ class Chrome:
         if attrs.get("role") in self.roles:
             return True
         marked = f"{attrs.get('class') or ''} {attrs.get('id') or ''}"
-        if len(marked) < 3 or self.token.search(marked) is None:
-            return False
-        return self.keep.search(marked) is None
+        return len(marked) >= 3 and _names_chrome(self, marked)
+
+
+@lru_cache(maxsize=8192)
+def _names_chrome(chrome: Chrome, marked: str) -> bool:
+    """Class and id tokens that name chrome (memoized: a site repeats its class names)."""
+    return chrome.token.search(marked) is not None and chrome.keep.search(marked) is None
 
 
 _PLACE = re.compile(r"(?:^|;)\s*(?P<side>top|bottom)\s*:\s*(?P<n>-?\d+(?:\.\d+)?)px")
@@ -386,7 +392,9 @@ class _Lines:
 
 def _site_header(root: Any, header: Any) -> bool:
     """A ``<header>`` is site chrome unless it holds the page's title ``<h1>``."""
-    h1 = header.css_first("h1")
+    # Its first <h1> by a walk, not a CSS query (the first one of a tree sets up lexbor's
+    # selector engine); most site headers hold none.
+    h1 = next((n for n in header.traverse() if n.tag == "h1"), None)
     if h1 is None:
         return True
     content_h1 = root.css_first("main h1, article h1, [role=main] h1")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from itertools import pairwise
 
 from pipeline.extract.blocks import BIG_PX, Line
@@ -69,33 +70,73 @@ _ENUMERATOR_ONLY = re.compile(r"^(?:(?:step|stage|phase)\s*)?\d{1,2}[.):]?$", re
 _ANSWER = re.compile(r"^(?:A|Answer)\s*[:.]\s*", re.IGNORECASE)
 _WORDY = re.compile(r"\w")
 #: Lines that are never a section's content: disclaimers, cookie notices, copyright, bylines,
-#: calls to action with a phone number.
-_NOT_CONTENT = re.compile(
-    r"for (?:general )?(?:information(?:al)?|education(?:al)?)(?: purposes)? only"
-    # a disclaimer about the page itself, not "a partial knee replacement does not replace..."
-    r"|(?:information|content|leaflet|page|article|website|site|guide|material|booklet)\b"
-    r"[^.]{0,60}?\b(?:does|do|is|are) not (?:intended to )?(?:replace|constitute|substitute)"
-    r"|not (?:a |intended (?:as|to be) a )?substitute for (?:professional|medical|the advice"
-    r"|advice|your (?:doctor|physician|healthcare|gp|care))"
-    r"|all rights reserved|^©|^copyright\b"
-    r"|(?:we|this (?:site|website)) (?:use|uses|are using) cookies"
-    r"|\b\d+\s+min(?:ute)?s?\s+read\b|^(?:tags|categories)\s*:|^(?:filed under|posted in|tagged)\b"
-    # a call to action with a phone number; "call us on ... if/when you notice ..." is advice
-    r"|^\W*(?:call|phone|book|request|schedule)\b(?![^:]*\b(?:if|when|whenever|immediately"
-    r"|urgently|straight away|right away)\b)[^.:]{0,40}\(?\d{3,5}\)?[\s.-]?\d{3}[\s.-]?\d{3,4}\b"
-    r"[^:]*$"
-    r"|available in (?:large print|other formats|other languages|braille|audio)"
-    r"|(?:leaflet|information|page|document|booklet) in (?:large print|audio|braille|easy read"
-    r"|another language|other languages|other formats)"
-    r"|^(?:page\s+|this page was\s+)?last\s+(?:reviewed|updated|modified)\b|^next\s+review\b"
-    r"|^review\s+(?:date|due)\b|^(?:date\s+)?last\s+reviewed\b|^(?:online\s+)?medical\s+reviewer\b"
-    r"|^(?:medically\s+)?reviewed\s+by\b"
-    r"|^was\s+this\s+(?:page|article|information)\s+(?:helpful|useful)"
-    r"|^printed (?:from|on)\b"
-    r"|(?:reschedule|questions\?|call us|contact us)(?![^:.]{0,120}\b(?:if|when|whenever"
-    r"|immediately|urgently|straight away|right away)\b)[^.]{0,80}?\d{3}[\s.-]?\d{4}"
-)  # matched against lower-case text: IGNORECASE makes every search several times slower
-#: Words one of which every line of _NOT_CONTENT holds: a cheap test before the regex.
+#: calls to action with a phone number. Each rule is (words, pattern): every match of the
+#: pattern holds one of its words, so a line is searched only with the rules whose words it
+#: holds (one search of the whole alternation costs several microseconds a line). Matched
+#: against lower-case text: IGNORECASE makes every search several times slower.
+_NOT_CONTENT_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
+    (words, re.compile(pattern))
+    for words, pattern in (
+        (
+            ("only",),
+            r"for (?:general )?(?:information(?:al)?|education(?:al)?)(?: purposes)? only",
+        ),
+        (
+            # a disclaimer about the page itself, not "a partial knee replacement does not
+            # replace..."
+            (" not ",),
+            r"(?:information|content|leaflet|page|article|website|site|guide|material|booklet)\b"
+            r"[^.]{0,60}?\b(?:does|do|is|are) not (?:intended to )?"
+            r"(?:replace|constitute|substitute)",
+        ),
+        (
+            ("substitute for",),
+            r"not (?:a |intended (?:as|to be) a )?substitute for (?:professional|medical|the advice"
+            r"|advice|your (?:doctor|physician|healthcare|gp|care))",
+        ),
+        (("all rights reserved", "©", "copyright"), r"all rights reserved|^©|^copyright\b"),
+        (("cookies",), r"(?:we|this (?:site|website)) (?:use|uses|are using) cookies"),
+        (("read",), r"\b\d+\s+min(?:ute)?s?\s+read\b"),
+        (
+            ("tags", "categories", "filed under", "posted in", "tagged"),
+            r"^(?:tags|categories)\s*:|^(?:filed under|posted in|tagged)\b",
+        ),
+        (
+            # a call to action with a phone number; "call us on ... if/when you notice ..." is
+            # advice
+            ("call", "phone", "book", "request", "schedule"),
+            r"^\W*(?:call|phone|book|request|schedule)\b(?![^:]*\b(?:if|when|whenever|immediately"
+            r"|urgently|straight away|right away)\b)[^.:]{0,40}\(?\d{3,5}\)?[\s.-]?\d{3}[\s.-]?"
+            r"\d{3,4}\b[^:]*$",
+        ),
+        (
+            (
+                "large print", "other formats", "other languages", "braille", "audio",
+                "easy read", "another language",
+            ),
+            r"available in (?:large print|other formats|other languages|braille|audio)"
+            r"|(?:leaflet|information|page|document|booklet) in (?:large print|audio|braille"
+            r"|easy read|another language|other languages|other formats)",
+        ),
+        (
+            ("last", "next", "review"),
+            r"^(?:page\s+|this page was\s+)?last\s+(?:reviewed|updated|modified)\b"
+            r"|^next\s+review\b|^review\s+(?:date|due)\b|^(?:date\s+)?last\s+reviewed\b"
+            r"|^(?:online\s+)?medical\s+reviewer\b|^(?:medically\s+)?reviewed\s+by\b",
+        ),
+        (
+            ("helpful", "useful"),
+            r"^was\s+this\s+(?:page|article|information)\s+(?:helpful|useful)",
+        ),
+        (("printed",), r"^printed (?:from|on)\b"),
+        (
+            ("reschedule", "questions?", "call us", "contact us"),
+            r"(?:reschedule|questions\?|call us|contact us)(?![^:.]{0,120}\b(?:if|when|whenever"
+            r"|immediately|urgently|straight away|right away)\b)[^.]{0,80}?\d{3}[\s.-]?\d{4}",
+        ),
+    )
+)  # fmt: skip
+#: Words one of which every line of _NOT_CONTENT_RULES holds: a cheap test before the regex.
 _NOT_CONTENT_WORDS: tuple[str, ...] = (
     "only", "not ", "reserved", "©", "copyright", "cookie", " read", "tags", "categories",
     "filed", "posted", "tagged", "call", "phone", "book", "request", "schedul", "available",
@@ -143,7 +184,19 @@ def _not_content(text: str, words: tuple[str, ...] = _NOT_CONTENT_WORDS) -> bool
     if not words or len(text) > _MAX_NOT_CONTENT:
         return False
     low = text.lower()
-    return any(word in low for word in words) and _NOT_CONTENT.search(low) is not None
+    if _any_of(words).search(low) is None:
+        return False
+    return any(
+        pattern.search(low) is not None
+        for hints, pattern in _NOT_CONTENT_RULES
+        if any(hint in low for hint in hints)
+    )
+
+
+@lru_cache(maxsize=256)
+def _any_of(words: tuple[str, ...]) -> re.Pattern[str]:
+    """One search for any of ``words`` (literal substrings; a site's pages share their set)."""
+    return re.compile("|".join(map(re.escape, words)))
 
 
 #: A line this short may be a bullet on its own (PDF exports put the glyph on its own line).

@@ -100,7 +100,12 @@ def page_metadata(tree: Any) -> PageMeta:
     """The codes, procedure names and canonical locations a parsed page states about itself."""
     codes: list[tuple[str | None, str]] = []
     names: list[str] = []
-    for script in tree.css('script[type="application/ld+json"]'):
+    # The first CSS query of a tree sets up lexbor's selector engine (~50 us): it runs only
+    # when an element by tag could match it (a lower-case value test, a superset of the match).
+    has_ld = any(
+        "ld+json" in (script.attributes.get("type") or "").lower() for script in tree.tags("script")
+    )
+    for script in tree.css('script[type="application/ld+json"]') if has_ld else ():
         raw = script.text(deep=True)
         if not raw or len(raw) > MAX_JSON_LD:
             continue
@@ -113,6 +118,8 @@ def page_metadata(tree: Any) -> PageMeta:
         names += found_names
     locations: list[str] = []
     mentions: list[str] = []
+    if not _may_state(tree):
+        return PageMeta(tuple(codes), tuple(names))
     for node in tree.css(
         'link[rel="canonical"], meta[property="og:url"], meta[name="description"], '
         'meta[property="og:title"], meta[property="og:description"], meta[name="keywords"]'
@@ -126,6 +133,23 @@ def page_metadata(tree: Any) -> PageMeta:
         else:
             mentions.append(value[:_MENTION_CHARS])
     return PageMeta(tuple(codes), tuple(names), tuple(locations), mentions=tuple(mentions))
+
+
+#: Values of ``<meta property|name>`` that page_metadata reads, lower case.
+_META_VALUES = frozenset({"og:url", "description", "og:title", "og:description", "keywords"})
+
+
+def _may_state(tree: Any) -> bool:
+    """A canonical ``<link>`` or a read ``<meta>`` may be there (a superset of the selector)."""
+    if any("canonical" in (n.attributes.get("rel") or "").lower() for n in tree.tags("link")):
+        return True
+    for node in tree.tags("meta"):
+        attrs = node.attributes
+        for key in ("property", "name"):
+            value = attrs.get(key)
+            if value and value.lower() in _META_VALUES:
+                return True
+    return False
 
 
 # --- JSON documents ------------------------------------------------------------------------------

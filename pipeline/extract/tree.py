@@ -23,7 +23,8 @@ _TITLE_SUFFIX = re.compile(r"\s+[|–—-]\s+[^|–—-]{2,60}$")
 
 def document_title(tree: LexborHTMLParser) -> str | None:
     """The ``<title>`` without the site's name ("Knee arthroscopy | Clinic | Fandom")."""
-    node = tree.css_first("head > title")
+    # By tag, not "head > title": a CSS query costs the setup of lexbor's selector engine.
+    node = next((n for n in tree.tags("title") if (up := n.parent) and up.tag == "head"), None)
     if node is None:
         return None
     title = collapse(node.text())
@@ -34,7 +35,7 @@ def document_title(tree: LexborHTMLParser) -> str | None:
 
 def page_styles(tree: LexborHTMLParser) -> Styles | None:
     """Font size and weight of the page's CSS classes (PDF and Word exports mark headings so)."""
-    css = "".join(node.text(deep=True) for node in tree.css("style"))
+    css = "".join(node.text(deep=True) for node in tree.tags("style"))
     styles = parse_styles(css) if "font" in css or "bottom:" in css else None
     return styles if styles is not None and (styles.classes or styles.places) else None
 
@@ -156,11 +157,16 @@ def _opens_with_heading(node: LexborNode) -> bool:
     return collapse(node.text(deep=True)).startswith(collapse(heading.text(deep=True)))
 
 
+#: Elements that remove_chrome counts before it strips them.
+_CHROME_BY_TAG = ("nav", "aside", "dialog", "menu")
+
+
 def remove_chrome(tree: LexborHTMLParser, vocab: Vocabulary) -> ChromeCount:
     """Drop elements that are never content (scripts, navigation, sidebars...) in C."""
     count = ChromeCount()
-    for node in tree.css("nav, aside, dialog, menu"):
-        count.blocks += 1
-        count.chars += len(node.text(deep=True, strip=True))
+    for tag in _CHROME_BY_TAG:  # by tag: no CSS query (see document_title)
+        for node in tree.tags(tag):
+            count.blocks += 1
+            count.chars += len(node.text(deep=True, strip=True))
     tree.strip_tags(list(vocab.chrome_tags))
     return count

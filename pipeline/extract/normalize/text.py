@@ -25,12 +25,15 @@ _MARKDOWN_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
 
 #: Characters a browser does not show: zero-width spaces and joiners, soft hyphens, BOMs.
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+_HAS_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
 
 
 def collapse(text: str) -> str:
     """Collapse every run of white space (including non-breaking spaces) to one space, and
     drop characters a browser does not show (zero-width spaces, soft hyphens)."""
-    if not text.isascii():  # str.isascii() is a flag lookup; translate() walks the text
+    # str.isascii() is a flag lookup; the search runs in C; translate() maps every character
+    # through a dict, so it runs only on text that holds one.
+    if not text.isascii() and _HAS_INVISIBLE.search(text):
         text = text.translate(_INVISIBLE)
     return " ".join(text.split())
 
@@ -80,6 +83,8 @@ def clean_item(text: str) -> str:
     text = collapse(text)
     if "**" in text or "__" in text:
         text = _MARKDOWN_EMPHASIS.sub(r"\2", text)
+    elif not text.startswith("#") and not _may_have_marker(text):
+        return text  # most items: nothing to strip (collapsed text has no outer white space)
     previous = None
     while previous != text:  # "• # · x", "- ## 1. Step": bullets and "#" in any order
         previous = text
