@@ -24,6 +24,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -38,17 +39,28 @@ DEFAULT_USER_AGENT = (
 
 _config_file: ContextVar[Path | None] = ContextVar("pipeline_config_file", default=None)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+# A longer interval would push due dates past the calendar's end (year 9999); a century is plenty.
+MAX_INTERVAL = timedelta(days=36500)
+# Slower than one request an hour is a typo (``1e-9``), and the pacer would sleep for ages.
+MIN_RATE = 1 / 3600
+# Printable ASCII only: HTTP header values are Latin-1 at best, and CR or LF would end the header.
+_HEADER_VALUE = re.compile(r"^[\x20-\x7e]+$")
 _UNITS = {"": 86400.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 
 
 def parse_interval(value: Any) -> Any:
     """ "7d", "12h", "30m", "90s", "2w" or a bare number of days -> timedelta."""
     if isinstance(value, int | float) and not isinstance(value, bool):
+        if not abs(value) <= MAX_INTERVAL.days:  # also catches nan and inf
+            raise ValueError(f"must be at most {MAX_INTERVAL.days} days")
         return timedelta(days=float(value))
     if isinstance(value, str):
         match = _DURATION.match(value)
         if match:
-            return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2).lower()])
+            seconds = float(match.group(1)) * _UNITS[match.group(2).lower()]
+            if seconds > MAX_INTERVAL.total_seconds():
+                raise ValueError(f"must be at most {MAX_INTERVAL.days} days")
+            return timedelta(seconds=seconds)
     return value
 
 
@@ -61,7 +73,12 @@ class Settings(BaseSettings):
     state: Path = Field(Path("state"), description="Crawl state and raw archive directory.")
     concurrency: int = Field(8, ge=1, le=512, description="Requests in flight overall.")
     per_host_concurrency: int = Field(2, ge=1, le=512, description="Requests in flight per host.")
-    rate: float = Field(1.0, ge=0, description="Requests per second per host; 0 = no limit.")
+    rate: float = Field(
+        1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Requests per second per host; 0 = no limit.",
+    )
     timeout: float = Field(30.0, gt=0, le=3600, description="Read timeout per request, seconds.")
     max_retries: int = Field(4, ge=0, le=50, description="Retries after the first attempt.")
     max_pages: int | None = Field(None, ge=1, description="Stop after fetching this many pages.")
@@ -73,7 +90,9 @@ class Settings(BaseSettings):
     allowed_hosts: list[str] = Field(
         default_factory=list, description="Hosts besides the seeds' that the crawl may visit."
     )
-    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1)
+    user_agent: str = Field(
+        DEFAULT_USER_AGENT, min_length=1, description="User-Agent header (printable ASCII)."
+    )
     follow: list[str] = Field(
         default_factory=lambda: list(REFERENCE.follow),
         description="Links found on pages are followed when they match one of these regular "
@@ -103,6 +122,22 @@ class Settings(BaseSettings):
     def _positive_interval(cls, value: timedelta) -> timedelta:
         if value <= timedelta(0):
             raise ValueError("must be a positive interval (e.g. 7d, 12h)")
+        if value > MAX_INTERVAL:
+            raise ValueError(f"must be at most {MAX_INTERVAL.days} days")
+        return value
+
+    @field_validator("rate")
+    @classmethod
+    def _sane_rate(cls, value: float) -> float:
+        if 0 < value < MIN_RATE:
+            raise ValueError("must be 0 (no limit) or at least one request an hour (0.0003)")
+        return value
+
+    @field_validator("user_agent")
+    @classmethod
+    def _header_safe(cls, value: str) -> str:
+        if not _HEADER_VALUE.match(value):
+            raise ValueError("must be printable ASCII on one line (an HTTP header value)")
         return value
 
     @field_validator("follow", "deny", "listing", "pages")
@@ -167,7 +202,8 @@ def load_settings(config: Path | None = None, **options: Any) -> Settings:
     """
     path = config_path(config)
     if path is not None and not path.is_file():
-        raise UsageError(f"config file {path} does not exist; fix --config or $PIPELINE_CONFIG")
+        problem = "is not a regular file" if path.exists() else "does not exist"
+        raise UsageError(f"config file {path} {problem}; fix --config or $PIPELINE_CONFIG")
     given = {key: value for key, value in options.items() if value is not None}
     token = _config_file.set(path)
     try:
@@ -178,6 +214,9 @@ def load_settings(config: Path | None = None, **options: Any) -> Settings:
         raise UsageError(
             f"bad value for {where}{_origin(where, given, path)}: {err['msg']}"
         ) from exc
+    except SettingsError as exc:
+        # pydantic-settings' own failure: a list or bool variable that is not valid JSON.
+        raise UsageError(f"bad value in the environment or config file: {exc}") from exc
     except (OSError, ValueError) as exc:
         raise UsageError(f"cannot read config file {path}: {exc}") from exc
     finally:

@@ -378,6 +378,37 @@ def test_a_bad_environment_variable_is_blamed_on_itself(
     assert str(config) not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PIPELINE_REFRESH_AFTER", "900000d"),  # due dates past year 9999
+        ("PIPELINE_REFRESH_AFTER", "99999999999d"),  # past timedelta's own range
+        ("PIPELINE_USER_AGENT", "caf\u00e9-bot/1.0"),  # not encodable in a header
+        ("PIPELINE_USER_AGENT", "bot/1.0\r\nX-Injected: 1"),  # would forge a header
+        ("PIPELINE_RATE", "1e-300"),  # the pacer would sleep for ages
+        ("PIPELINE_RATE", "inf"),
+        ("PIPELINE_FOLLOW", "not json"),
+    ],
+)
+def test_an_impossible_setting_is_a_usage_error_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    state = tmp_path / "state"
+    result = run("crawl", "http://127.0.0.1:9/", "--state", str(state), "--out", str(tmp_path))
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("error: bad value"), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+    assert not state.exists(), "a bad setting must stop the run before it touches the state"
+
+
+def test_a_config_that_is_not_a_regular_file_says_so() -> None:
+    result = run("ingest", str(GOLDEN_PAGES[0]), "--config", "/dev/null")
+    assert result.exit_code == 2
+    assert "is not a regular file" in result.stderr
+
+
 def test_ctrl_c_in_parse_speaks_of_nothing_written(monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(*args: object, **kwargs: object) -> object:
         raise KeyboardInterrupt
