@@ -117,6 +117,22 @@ def test_crawl_delay_request_rate_and_sitemaps() -> None:
     assert sitemaps == ["https://example.org/sitemap.xml", "https://example.org/sitemap-2.xml"]
 
 
+def test_a_sitemap_line_that_is_not_a_url_is_dropped_with_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = (
+        "User-agent: *\nDisallow:\n"
+        "Sitemap: http://[oops/sitemap.xml\n"  # urljoin raises ValueError on this
+        "Sitemap: javascript:alert(1)\n"
+        "Sitemap: /good.xml\n"
+    )
+    cache = make_cache(ScriptedFetch(ok(text)))
+    with caplog.at_level("WARNING"):
+        sitemaps = run(lambda: cache.sitemaps("https://example.org/"))
+    assert sitemaps == ["https://example.org/good.xml"]
+    assert sum("not a URL" in r.getMessage() for r in caplog.records) == 2
+
+
 def test_no_crawl_delay_is_none() -> None:
     cache = make_cache(ScriptedFetch(ok("User-agent: *\nDisallow:\n")))
     assert run(lambda: cache.crawl_delay("https://example.org/")) is None

@@ -27,6 +27,7 @@ The ``fetch`` callable returns a :class:`RobotsResponse` for any HTTP answer, ra
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from urllib.parse import urljoin, urlsplit
 from protego import Protego
 
 from pipeline.errors import FetchError, TransientFetchError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ROBOTS_MAX_BYTES",
@@ -145,7 +148,18 @@ class RobotsCache:
         entry = await self._entry(origin)
         if entry.parser is None:
             return []
-        return [urljoin(origin + "/", sitemap) for sitemap in entry.parser.sitemaps]
+        found: list[str] = []
+        for sitemap in entry.parser.sitemaps:
+            try:
+                url = urljoin(origin + "/", sitemap)
+                scheme = urlsplit(url).scheme
+            except ValueError:  # "http://[oops/..." is not a URL at all
+                scheme = ""
+            if scheme not in ("http", "https"):
+                log.warning("robots.txt of %s lists a sitemap that is not a URL: %r", origin, sitemap)
+                continue
+            found.append(url)
+        return found
 
     async def status(self, url_or_host: str) -> RobotsStatus:
         """How the origin is judged (parsed, allow all, disallow all) and why."""
