@@ -156,7 +156,7 @@ class RobotsCache:
             except ValueError:  # "http://[oops/..." is not a URL at all
                 scheme = ""
             if scheme not in ("http", "https"):
-                log.warning("robots.txt of %s lists a sitemap that is not a URL: %r", origin, sitemap)
+                log.warning("robots.txt of %s: sitemap %r is not a URL", origin, sitemap)
                 continue
             found.append(url)
         return found
