@@ -153,6 +153,9 @@ def test_code_from_location(location: str, expected: tuple[CodeSystem | None, st
         "/code/cpt4/",
         "/about-us",
         "osteotomy-of-spine.html",
+        # a local file: directory names are the user's filing, not the site's address
+        "/tmp/t31/else/b.html",
+        "/data/k08-scrape/2024-07/pages/osteotomy-of-spine.html",
     ],
 )
 def test_no_code_from_location(location: str) -> None:

@@ -196,12 +196,14 @@ def code_from_location(location: str) -> tuple[CodeSystem | None, str] | None:
             found = _fitting(code_match.group("code").upper(), _parent_system(segments))
             if found is not None:
                 return found
-    for segment in reversed(segments[:-1]):
+    # In a file path, directories are the user's filing ("/tmp/t31/page.html"), not the site's
+    # address: an unlabelled directory name is never read as the code.
+    for segment in reversed(segments[:-1] if "://" in location else []):
         if _has_digit(segment) and any(
             p.fullmatch(segment.upper()) for p in CODE_PATTERNS.values()
         ):
             return _fitting(segment.upper(), None)
-    for segment in reversed(segments):
+    for segment in reversed(segments if "://" in location else segments[-1:]):
         tail = _SLUG_TAIL.search(segment)
         if tail is not None:
             found = _fitting(tail.group("code").upper(), None)
