@@ -324,6 +324,27 @@ def test_parse_reads_only_regular_files(tmp_path: Path) -> None:
     assert result.stderr.count("not a regular file") == 2
 
 
+def test_a_directory_walk_skips_nothing_in_silence(tmp_path: Path) -> None:
+    pages = tmp_path / "pages"
+    elsewhere = tmp_path / "elsewhere"
+    pages.mkdir()
+    elsewhere.mkdir()
+    first, second = GOLDEN_PAGES[:2]  # their code is in their file names
+    shutil.copy(first, pages)
+    shutil.copy(second, elsewhere)
+    (pages / "linked").symlink_to(elsewhere)  # a symlinked subdirectory is walked
+    (pages / "loop").symlink_to(pages)  # ... each real directory once
+    (pages / "dangling.html").symlink_to(tmp_path / "gone.html")
+    os.mkfifo(pages / "pipe.html")
+    (pages / "notes.txt").write_text("not a page", encoding="utf-8")  # not a page name: skipped
+    result = run("parse", str(pages))
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert sorted(Path(r["source"]).name for r in records) == [first.name, second.name]
+    assert result.exit_code == 1
+    assert "dangling.html" in result.stderr
+    assert "pipe.html" in result.stderr
+
+
 def test_a_page_first_seen_as_404_is_a_reject(tmp_path: Path) -> None:
     options = crawl_options(tmp_path, max_depth=1)  # not the pages' own similar codes
     links = '<a href="/code/cpt4/45378-colon">a</a><a href="/code/cpt4/99999-dead">b</a>'

@@ -50,16 +50,34 @@ def check_inputs(inputs: Iterable[str]) -> None:
 
 
 def expand_paths(inputs: Iterable[str]) -> Iterator[Path]:
-    """Files named directly, then every page file under each directory, in sorted order."""
+    """Files named directly, then every page file under each directory, in sorted order.
+
+    Under a directory, every entry whose name ends like a page and that is not itself a
+    directory is yielded, even when it cannot be read (a dangling symlink, a FIFO): reading it
+    then rejects it with a reason, so nothing a user put there vanishes without a trace.
+    Symlinked subdirectories are followed, each real directory once (a link loop ends).
+    """
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = (
-                p for p in path.rglob("*") if p.suffix.lower() in PAGE_SUFFIXES and p.is_file()
-            )
-            yield from sorted(found)
+            yield from sorted(_page_entries(path))
         else:
             yield path
+
+
+def _page_entries(root: Path) -> Iterator[Path]:
+    seen: set[tuple[int, int]] = set()
+    for top, dirs, files in os.walk(root, followlinks=True):
+        info = os.stat(top)
+        if (info.st_dev, info.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((info.st_dev, info.st_ino))
+        base = Path(top)
+        # os.walk lists a dangling symlink among the files, and a link to a directory among
+        # the directories (walked); so every name here is a file, a FIFO, a socket or a
+        # broken link.
+        yield from (base / name for name in files if Path(name).suffix.lower() in PAGE_SUFFIXES)
 
 
 #: Control characters are shown escaped in a page's source (a newline in a file name must not
