@@ -463,6 +463,11 @@ def test_reparse_keeps_the_pages_ingest_added(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert run("ingest", str(extra), "--out", str(out), "--no-progress").exit_code == 0
+    empty = tmp_path / "empty.html"
+    empty.write_bytes(b"")
+    assert run("ingest", str(empty), "--out", str(out), "--no-progress").exit_code == 1
+    rejected = pl.read_parquet(out / "parquet" / "rejects.parquet")
+    assert rejected.filter(pl.col("source") == str(empty)).height == 1
     before = pl.read_parquet(out / "parquet" / "procedures.parquet")
     assert "29870" in before["code"].to_list()
     result = run("reparse", "--state", str(state), "--out", str(out), "--no-progress")
@@ -471,3 +476,6 @@ def test_reparse_keeps_the_pages_ingest_added(tmp_path: Path) -> None:
     assert sorted(after["code"].to_list()) == sorted(before["code"].to_list())
     risks = pl.read_parquet(out / "parquet" / "risks.parquet")
     assert "29870" in risks["code"].to_list()  # its child rows stay with it
+    # ... and so does the reject of the file ingest refused: reparse only owns the state's pages
+    rejects = pl.read_parquet(out / "parquet" / "rejects.parquet")
+    assert rejects.filter(pl.col("source") == str(empty)).height == 1

@@ -576,10 +576,11 @@ class CrawlState:
             ).fetchall()
         return [PageRow.from_db(row) for row in rows]
 
-    def page_urls(self) -> list[str]:
-        """Every page URL the state knows (the sources a rebuild covers)."""
+    def urls(self) -> list[str]:
+        """Every URL the state knows, pages, listings and sitemaps (the sources a rebuild
+        covers: their published rows and rejects are the rebuild's to replace)."""
         with self._mutex:
-            rows = self._conn.execute("SELECT url FROM pages WHERE kind = 'page'").fetchall()
+            rows = self._conn.execute("SELECT url FROM pages").fetchall()
         return [row[0] for row in rows]
 
     def unpublished_losses(self) -> list[PageRow]:

@@ -284,8 +284,13 @@ def merge_rejects(plan: MergePlan) -> None:
     spec = T.REJECTS
     latest = _conform(_latest(plan.stager.scan(spec.name), ["source"]), spec, SEQ)
     candidates = latest
-    if plan.disposition == "merge":
-        old = plan.old(spec).join(latest.select("source"), on="source", how="anti")
+    old = plan.old(spec).join(latest.select("source"), on="source", how="anti")
+    if plan.disposition == "replace" and plan.replaces is not None:
+        # A rebuild replaces the rejects of its own sources only: an ingested file's reject
+        # stays until that file is ingested again.
+        covered = pl.LazyFrame({"source": sorted(plan.replaces)}, schema={"source": pl.String()})
+        old = old.join(covered, on="source", how="anti")
+    if plan.disposition == "merge" or plan.replaces is not None:
         candidates = pl.concat([old.with_columns(pl.lit(-1, pl.Int64()).alias(SEQ)), latest])
     added = plan.stager.scan(T.PROCEDURES.name)
     sources = (

@@ -682,7 +682,7 @@ def reparse(
             run_id=name,
             mode="reparse",
             disposition="replace",
-            replaces=state.page_urls(),  # pages ingested from elsewhere are kept
+            replaces=state.urls(),  # pages and rejects ingested from elsewhere are kept
         ) as writer:
             sink = _Sink(writer, report, clock)
             built = _build(state, archive, sink, everything=True, workers=options.workers)
