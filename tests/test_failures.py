@@ -128,6 +128,36 @@ def _demo_crawl(tmp_path: Path) -> tuple[Path, Path]:
     return out, state
 
 
+def test_pages_written_while_the_clock_was_ahead_are_due_and_said(tmp_path: Path) -> None:
+    out, state = tmp_path / "out", tmp_path / "state"
+    port = _closed_port()  # the same port twice: the same URLs
+
+    def crawl_site() -> Result:
+        with SiteServer(SITE, port=port) as server:
+            return run(
+                "crawl", server.origin + "/", "--out", str(out), "--state", str(state),
+                "--rate", "0", "--no-progress",
+            )  # fmt: skip
+
+    assert crawl_site().exit_code == 0
+    with sqlite3.connect(state / "state.sqlite3") as db:  # as if the clock had been in 2031
+        pages = db.execute(
+            "UPDATE pages SET last_attempt = '2031-06-01T00:00:00+00:00',"
+            " last_fetched = '2031-06-01T00:00:00+00:00', next_due = '2031-06-08T00:00:00+00:00'"
+        ).rowcount
+    status = run("status", "--state", str(state), "--out", str(out), "--json")
+    assert json.loads(status.stdout)["due_now"] == pages
+    assert "in the future" in json.loads(status.stdout)["warning"]
+    result = crawl_site()
+    assert result.exit_code == 0, result.stderr
+    assert f"warning: {pages} pages were last attempted in the future" in result.stderr
+    with sqlite3.connect(state / "state.sqlite3") as db:
+        (stale,) = db.execute("SELECT count(*) FROM pages WHERE last_attempt > '2030'").fetchone()
+    assert stale == 0, "every page from the future was fetched again"
+    status = run("status", "--state", str(state), "--out", str(out), "--json")
+    assert "warning" not in json.loads(status.stdout)
+
+
 def test_an_emptied_state_is_an_error_not_a_new_state(tmp_path: Path) -> None:
     out, state = _demo_crawl(tmp_path)
     before = pl.read_parquet(out / "parquet" / "procedures.parquet").height

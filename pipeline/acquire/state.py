@@ -379,21 +379,30 @@ class CrawlState:
     ) -> list[PageRow]:
         """Hand out up to ``limit`` due pages not yet claimed in this run, by depth then URL.
 
-        Due: pending pages, pages whose ``next_due`` has come, and, with ``refresh_after``,
-        pages last attempted at or before ``now - refresh_after``.
+        Due: pending pages, pages whose ``next_due`` has come, with ``refresh_after`` pages
+        last attempted at or before ``now - refresh_after``, and pages "last attempted" in the
+        future (see :meth:`from_the_future`).
         """
-        cutoff = None if refresh_after is None else _to_db(now - refresh_after)
         with self._transaction() as conn:
             rows = conn.execute(
-                f"SELECT {_PAGE_COLUMNS} FROM pages WHERE claimed = 0"
-                " AND (status = 'pending' OR next_due <= :now OR last_attempt <= :cutoff)"
+                f"SELECT {_PAGE_COLUMNS} FROM pages WHERE claimed = 0 AND {_DUE}"
                 " ORDER BY depth, url LIMIT :limit",
-                {"now": _to_db(now), "cutoff": cutoff, "limit": limit},
+                {**_due_params(now, refresh_after), "limit": limit},
             ).fetchall()
             conn.executemany(
                 "UPDATE pages SET claimed = 1 WHERE url = ?", [(row["url"],) for row in rows]
             )
         return [PageRow.from_db(row) for row in rows]
+
+    def from_the_future(self, now: datetime) -> int:
+        """Pages last attempted after ``now`` (beyond a little clock skew): written while the
+        clock was ahead. Their due dates cannot be trusted, so they are due at once; a run says
+        how many it found, since nothing else would show it."""
+        with self._mutex:
+            row = self._conn.execute(
+                "SELECT count(*) FROM pages WHERE last_attempt > ?", (_to_db(now + CLOCK_SKEW),)
+            ).fetchone()
+        return int(row[0])
 
     # --- outcomes: each one committed on its own ----------------------------------------------
 
@@ -797,6 +806,23 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("COMMIT")
 
 
+#: Pages due in a run. A page "last attempted" beyond ``:ahead`` was written while the clock
+#: was ahead: its next_due and last_attempt would keep it from ever being due, so it is due now.
+_DUE = (
+    "(status = 'pending' OR next_due <= :now OR last_attempt <= :cutoff OR last_attempt > :ahead)"
+)
+#: Clock differences below this are not "the future" (an NTP step, two hosts sharing a state).
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+def _due_params(now: datetime, refresh_after: timedelta | None) -> dict[str, str | None]:
+    return {
+        "now": _to_db(now),
+        "cutoff": None if refresh_after is None else _to_db(now - refresh_after),
+        "ahead": _to_db(now + CLOCK_SKEW),
+    }
+
+
 # --- read-only view (``pipeline status``) ----------------------------------------------------
 
 
@@ -870,12 +896,11 @@ def read_status(
                 f"pipeline's {SCHEMA_VERSION}: upgrade the pipeline"
             )
         stamp = now or _now()
-        cutoff = None if refresh_after is None else _to_db(stamp - refresh_after)
+        params = _due_params(stamp, refresh_after)
         by_status = dict(conn.execute("SELECT status, count(*) FROM pages GROUP BY status"))
-        due = conn.execute(
-            "SELECT count(*) FROM pages WHERE status = 'pending' OR next_due <= ?"
-            " OR last_attempt <= ?",
-            (_to_db(stamp), cutoff),
+        due = conn.execute(f"SELECT count(*) FROM pages WHERE {_DUE}", params).fetchone()[0]
+        ahead = conn.execute(
+            "SELECT count(*) FROM pages WHERE last_attempt > :ahead", params
         ).fetchone()[0]
         upcoming = conn.execute(
             "SELECT min(next_due), min(last_attempt) FROM pages WHERE status != 'pending'"
@@ -908,6 +933,11 @@ def read_status(
         "next_due": _next_due(upcoming, refresh_after, stamp) if not due else "now",
         "rejects_by_reason": {kind or "unknown": count for kind, count in reasons},
     }
+    if ahead:
+        status["warning"] = (
+            f"{ahead} pages were last attempted in the future (the clock was ahead when they "
+            "were written); the next crawl fetches them at once"
+        )
     if last is not None:
         status["last_run"] = {
             "id": last[0],

@@ -643,6 +643,12 @@ def crawl(
         started = clock()
         run_id = state.begin_run(started)
         name = run_name("crawl", run_id, started)
+        ahead = state.from_the_future(started)
+        if ahead:
+            report.warn(
+                f"{ahead} pages were last attempted in the future (the clock was ahead when they "
+                "were written): their due dates are ignored and they are fetched now"
+            )
         with TableWriter(options.out, run_id=name, mode="crawl") as writer:
             acquire = _Acquire(options, state, archive, report, clock, scope)
             sink = _Sink(writer, report, clock)

@@ -76,6 +76,8 @@ class RunReport:
     started: float = field(default_factory=time.monotonic)
     quality: list[FieldQuality] = field(default_factory=list)
     extraction: dict[str, int] = field(default_factory=dict)
+    #: Things the run noticed that a scheduler should see (logged, and in the summary).
+    warnings: list[str] = field(default_factory=list)
     _progress: Progress | None = None
     _task: TaskID | None = None
     #: The crawl's acquire (event loop) and build (a thread) stages count at the same time.
@@ -117,6 +119,12 @@ class RunReport:
         for flagged in (f for f in fields if f.dropped):
             LOG.warning("fill rate fell more than %.0f points: %s", DROP_POINTS, flagged.describe())
 
+    def warn(self, message: str) -> None:
+        """Log a warning and keep it for the summary."""
+        LOG.warning("%s", message)
+        with self._lock:
+            self.warnings.append(message)
+
     def add(self, name: str, n: int = 1) -> None:
         """Count ``n`` more of ``name``."""
         with self._lock:
@@ -149,6 +157,8 @@ class RunReport:
         out: dict[str, Any] = {name: self.counts.get(name, 0) for name in COUNTERS}
         out["rejected_by_reason"] = dict(sorted(self.rejects_by_reason.items()))
         out["seconds"] = round(self.elapsed, 3)
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
         if self.quality:
             out["extraction"] = dict(self.extraction)
             out["fill_rates"] = {f.field: round(f.rate, 4) for f in self.quality}
@@ -166,5 +176,6 @@ class RunReport:
         lines = [f"{self.title}: {main} in {data['seconds']:.1f}s"]
         for reason, count in data["rejected_by_reason"].items():
             lines.append(f"  rejected {reason}: {count}")
+        lines.extend(f"  warning: {message}" for message in self.warnings)
         lines.extend(summary_lines(self.quality, self.extraction))
         return "\n".join(lines)
