@@ -11,11 +11,37 @@ The public API, used by the command line itself::
 :mod:`pipeline.errors`, the record's parts in :mod:`pipeline.models`.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from pipeline import errors
 from pipeline.errors import PipelineError
-from pipeline.extract.page import PARSER_VERSION, parse_page
-from pipeline.models import CodeSystem, Procedure
 from pipeline.version import __version__
+
+if TYPE_CHECKING:
+    from pipeline.extract.page import PARSER_VERSION, parse_page
+    from pipeline.models import CodeSystem, Procedure
+
+#: Imported on first use: the parser and the models pull in lexbor and pydantic, which the
+#: command line's start-up (and its Ctrl-C handling) should not wait for.
+_LAZY = {
+    "PARSER_VERSION": "pipeline.extract.page",
+    "parse_page": "pipeline.extract.page",
+    "CodeSystem": "pipeline.models",
+    "Procedure": "pipeline.models",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pipeline' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "PARSER_VERSION",

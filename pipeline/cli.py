@@ -11,7 +11,6 @@ import errno
 import functools
 import json
 import os
-import signal
 import sqlite3
 import sys
 import tempfile
@@ -25,6 +24,7 @@ import click
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError, StateError, UsageError, WriteError
+from pipeline.launch import interrupted
 from pipeline.run.progress import LOG, configure_logging
 from pipeline.version import __version__
 
@@ -79,8 +79,8 @@ def handle_errors(func: F) -> F:
             stateful = click.get_current_context(silent=True)
             name = stateful.info_name if stateful is not None else None
             if name in ("crawl", "reparse", "demo"):
-                _fail("interrupted; the state is kept, run the same command again to resume", 130)
-            _fail("interrupted; nothing was written", 130)
+                interrupted("interrupted; the state is kept, run the same command again to resume")
+            interrupted()
         except sqlite3.DatabaseError as exc:
             _fail(f"the state database is damaged: {exc}", EXIT_FAILED)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -435,16 +435,30 @@ def schema_cmd(directory: Path) -> None:
         click.echo(str(path))
 
 
-def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM (a scheduler stopping the run) ends it as Ctrl-C does: staging removed, the
-    state kept, one line on stderr."""
-    raise KeyboardInterrupt
+def run(args: list[str] | None = None) -> None:
+    """Run the command line and exit with its code (:func:`pipeline.launch.main` calls this).
+
+    Click's own handling of Ctrl-C would print "Aborted!" and exit 1, the code of "finished,
+    some pages rejected": a Ctrl-C that lands outside a command (while click parses the
+    options) ends with the same line and 130 as one inside it.
+    """
+    try:
+        code = cli.main(args, prog_name="pipeline", standalone_mode=False)
+    except click.Abort:  # what click makes of a KeyboardInterrupt
+        interrupted()
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    signal.signal(signal.SIGTERM, _terminate)
-    cli(prog_name="pipeline")
+    """Console-script entry point (kept for ``python -m pipeline`` and old installs)."""
+    from pipeline.launch import main as launch
+
+    launch()
 
 
 def dump_json(value: Any) -> str:

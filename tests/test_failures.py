@@ -460,6 +460,53 @@ def test_a_config_that_is_not_a_regular_file_says_so() -> None:
     assert "is not a regular file" in result.stderr
 
 
+_INTERRUPT_THE_IMPORT = """
+import sys
+
+class Interrupt:  # a Ctrl-C that lands while the command line is still being imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "pipeline.cli":
+            raise KeyboardInterrupt
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["pipeline", "status"]
+from pipeline.launch import main
+main()
+"""
+
+
+def test_ctrl_c_during_start_up_is_one_line_and_130() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_THE_IMPORT],
+        check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 130
+    assert done.stderr == "error: interrupted; nothing was written\n"
+
+
+def test_ctrl_c_while_click_reads_the_options_is_130_not_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import run as run_cli
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("click.core.Command.parse_args", interrupted)
+    with pytest.raises(SystemExit) as exited:
+        run_cli(["status"])
+    assert exited.value.code == 130  # click alone says "Aborted!" and exits 1
+    # (click ends the terminal's "^C" line first)
+    assert capsys.readouterr().err.strip() == "error: interrupted; nothing was written"
+
+
+def test_the_entry_point_imports_neither_the_parser_nor_the_models() -> None:
+    probe = "import sys, pipeline.launch; print(sorted(m for m in sys.modules if 'pipeline.' in m))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.replace("'", '"')) == ["pipeline.errors", "pipeline.launch",
+                                                          "pipeline.version"]  # fmt: skip
+
+
 def test_ctrl_c_in_parse_speaks_of_nothing_written(monkeypatch: pytest.MonkeyPatch) -> None:
     def interrupted(*args: object, **kwargs: object) -> object:
         raise KeyboardInterrupt

@@ -1,0 +1,35 @@
+"""The console script's entry point: as little as possible runs before Ctrl-C is handled.
+
+Importing the command line (click, pydantic, polars, lexbor) takes a moment. A Ctrl-C or a
+SIGTERM in that moment ends the process as one during a run does: one line on stderr and exit
+130, never a traceback. Only the standard library is imported here.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+#: 128 + SIGINT, what a shell reports for a process ended by Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM (a scheduler stopping the run) ends it as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def interrupted(message: str = "interrupted; nothing was written") -> None:
+    """The one line and exit code of a run stopped by Ctrl-C or SIGTERM."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def main() -> None:
+    """Console-script entry point: ``pipeline``."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        from pipeline.cli import run
+    except KeyboardInterrupt:
+        interrupted()
+    run()
