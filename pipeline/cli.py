@@ -16,6 +16,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,7 +25,7 @@ import click
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import PipelineError, StateError, UsageError, WriteError
-from pipeline.launch import interrupted
+from pipeline.launch import EXIT_INTERRUPTED, interrupted
 from pipeline.run.progress import LOG, configure_logging
 from pipeline.version import __version__
 
@@ -39,8 +40,17 @@ EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERNAL = 0, 1, 2, 3, 4
 DEMO_PORT = 8765
 
 
+#: Whether the error line is a JSON object (``--log-format json``), as the log lines are.
+_json_errors: ContextVar[bool] = ContextVar("pipeline_json_errors", default=False)
+
+
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    if _json_errors.get():
+        line = dump_json({"event": "error", "level": "error", "message": message,
+                          "exit_code": code})  # fmt: skip
+        click.echo(line, err=True)
+    else:
+        click.echo(f"error: {message}", err=True)
     sys.exit(code)
 
 
@@ -67,6 +77,9 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        # Known before the settings load (they may be what fails): the option, else the variable.
+        wanted = kwargs.get("log_format") or os.environ.get("PIPELINE_LOG_FORMAT")
+        _json_errors.set(wanted == "json")
         try:
             return func(*args, **kwargs)
         except UsageError as exc:
@@ -79,8 +92,11 @@ def handle_errors(func: F) -> F:
             stateful = click.get_current_context(silent=True)
             name = stateful.info_name if stateful is not None else None
             if name in ("crawl", "reparse", "demo"):
-                interrupted("interrupted; the state is kept, run the same command again to resume")
-            interrupted()
+                _fail(
+                    "interrupted; the state is kept, run the same command again to resume",
+                    EXIT_INTERRUPTED,
+                )
+            _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
         except sqlite3.DatabaseError as exc:
             _fail(f"the state database is damaged: {exc}", EXIT_FAILED)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -191,6 +207,7 @@ def _state_option(func: F) -> F:
 def _settings(**options: Any) -> Settings:
     settings = load_settings(**options)
     configure_logging(settings.log_format)
+    _json_errors.set(settings.log_format == "json")  # the config file may ask for it too
     return settings
 
 

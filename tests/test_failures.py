@@ -529,6 +529,17 @@ def test_json_logs_are_json_with_their_fields(tmp_path: Path) -> None:
     failed = [json.loads(line) for line in down.stderr.splitlines()]
     fetch = next(e for e in failed if e.get("event") == "fetch_failed")
     assert (fetch["url"], fetch["kind"], fetch["transient"]) == (url, "robots_unreachable", True)
+    # The one error line of a run that fails is JSON too, with its exit code.
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "state.sqlite3").write_bytes(b"not a database " * 100)
+    refused = run("crawl", url, "--state", str(damaged), "--out", str(tmp_path / "o"),
+                  "--log-format", "json")  # fmt: skip
+    assert refused.exit_code == 3
+    (line,) = refused.stderr.splitlines()
+    error = json.loads(line)
+    assert (error["event"], error["exit_code"]) == ("error", 3)
+    assert str(damaged) in error["message"]
 
 
 def test_reparse_keeps_the_pages_ingest_added(tmp_path: Path) -> None:
