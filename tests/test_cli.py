@@ -79,6 +79,20 @@ def test_parse_usage_errors_exit_2(args: list[str], message: str) -> None:
     no_traceback(result)
 
 
+@pytest.mark.parametrize("command", ["parse", "ingest"])
+def test_a_directory_without_pages_is_a_usage_error_not_an_empty_success(
+    tmp_path: Path, command: str
+) -> None:
+    (tmp_path / "notes.txt").write_text("no pages here", encoding="utf-8")
+    args = [command, str(tmp_path)] + (
+        ["--out", str(tmp_path / "out")] if command == "ingest" else []
+    )
+    result = run(*args)
+    assert result.exit_code == 2
+    assert "no page files" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_parse_saved_page_with_its_url(tmp_path: Path) -> None:
     """A clinic page that names its code only in its address: ``--url`` supplies it."""
     page = tmp_path / "saved.html"

@@ -47,6 +47,10 @@ def check_inputs(inputs: Iterable[str]) -> None:
             raise UsageError(f"{item}: no such file or directory; check the path")
         if not os.access(path, os.R_OK):
             raise UsageError(f"{item}: not readable; check its permissions")
+        if path.is_dir() and next(_page_entries(path), None) is None:
+            # A run over nothing would report "parsed 0, rejected 0" and exit 0.
+            names = ", ".join(sorted(PAGE_SUFFIXES))
+            raise UsageError(f"{item}: no page files ({names}) in this directory")
 
 
 def expand_paths(inputs: Iterable[str]) -> Iterator[Path]:

@@ -41,6 +41,7 @@ from pipeline.acquire.links import extract_links
 from pipeline.acquire.profile import REFERENCE, SiteProfile, UrlKind
 from pipeline.acquire.robots import origin_of
 from pipeline.acquire.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
+from pipeline.acquire.sources import check_inputs
 from pipeline.acquire.state import ARCHIVE_NAME, BuiltPage, CrawlState, PageRow
 from pipeline.acquire.urls import Scope, normalize_url
 from pipeline.encoding import decode_html
@@ -705,6 +706,7 @@ def ingest(
     workers: int | None = None,
 ) -> RunResult:
     """Parse the given files, directories and URLs (no discovery) and merge them into ``out``."""
+    check_inputs(inputs)  # before the output is touched
     run_id = "ingest-" + clock().strftime("%Y%m%dT%H%M%S%fZ")
     with (
         RunReport("ingest", show_progress) as report,
