@@ -7,7 +7,6 @@ writable). Every error a user can cause is one line on stderr, never a traceback
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import os
@@ -24,8 +23,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from pipeline.config import Settings, load_settings
-from pipeline.errors import PipelineError, StateError, UsageError, WriteError
-from pipeline.launch import EXIT_INTERRUPTED, interrupted
+from pipeline.errors import (
+    DISK_FULL,
+    EXIT_FAILED,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_REJECTS,
+    EXIT_USAGE,
+    PipelineError,
+    StateError,
+    UsageError,
+    WriteError,
+)
+from pipeline.launch import interrupted
 from pipeline.run.progress import LOG, configure_logging
 from pipeline.version import __version__
 
@@ -34,7 +45,6 @@ if TYPE_CHECKING:  # the crawl machinery is imported by the commands that use it
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERNAL = 0, 1, 2, 3, 4
 #: The demo serves its site here (the port of the site's placeholder origin), so that repeated
 #: demos see the same URLs and the second one is incremental.
 DEMO_PORT = 8765
@@ -52,10 +62,6 @@ def _fail(message: str, code: int) -> None:
     else:
         click.echo(f"error: {message}", err=True)
     sys.exit(code)
-
-
-#: Errors of a full disk or quota: the run could not proceed (exit 3), not a bug.
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def _internal_error(exc: BaseException) -> None:
@@ -102,7 +108,7 @@ def handle_errors(func: F) -> F:
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own ways out: usage errors and exits it reports itself
         except OSError as exc:
-            if exc.errno not in _DISK_FULL:
+            if exc.errno not in DISK_FULL:
                 _internal_error(exc)
             _fail(f"cannot write {exc.filename or 'a file'}: {exc.strerror}", EXIT_FAILED)
         except Exception as exc:

@@ -38,11 +38,23 @@ the same request may well succeed later) or *terminal* (reject the page with a r
 
 Third-party exceptions are translated at the boundary that meets them and kept as the cause
 (``raise FetchTimeout(...) from exc``), so callers only ever catch this tree.
+
+:func:`exit_code_of` says which exit code a run that ends with an exception has (SPEC.md:
+0 all good, 1 finished with rejects, 2 usage, 3 could not proceed, 4 unexpected, 130
+interrupted).
 """
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from typing import ClassVar, Literal
+
+EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERNAL = 0, 1, 2, 3, 4
+#: 128 + SIGINT, what a shell reports for a process ended by Ctrl-C (SIGTERM ends runs the same).
+EXIT_INTERRUPTED = 130
+#: Errors of a full disk or quota: the run could not proceed (exit 3), not a bug.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 Stage = Literal["fetch", "parse", "validate", "write", "state", "usage"]
 #: What a page that is not a procedure page is instead (:class:`NotAProcedurePage`).
@@ -247,3 +259,16 @@ class WriteError(PipelineError):
     """The output tables could not be written or published."""
 
     stage = "write"
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The exit code of a run that ends with ``exc`` (the command line's mapping)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, PipelineError | sqlite3.DatabaseError):
+        return EXIT_FAILED
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+        return EXIT_FAILED
+    return EXIT_INTERNAL

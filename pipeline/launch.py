@@ -2,7 +2,8 @@
 
 Importing the command line (click, pydantic, polars, lexbor) takes a moment. A Ctrl-C or a
 SIGTERM in that moment ends the process as one during a run does: one line on stderr and exit
-130, never a traceback. Only the standard library is imported here.
+130, never a traceback. Only the standard library is imported here (and the exception tree,
+which needs nothing else).
 """
 
 from __future__ import annotations
@@ -10,8 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 
-#: 128 + SIGINT, what a shell reports for a process ended by Ctrl-C.
-EXIT_INTERRUPTED = 130
+from pipeline.errors import EXIT_INTERRUPTED
 
 
 def _terminate(signum: int, frame: object) -> None:

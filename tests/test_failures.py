@@ -27,6 +27,7 @@ from click.testing import CliRunner, Result
 
 from pipeline.cli import cli
 from pipeline.demo.server import SiteServer
+from pipeline.errors import WriteError
 from pipeline.run.crawl import crawl
 from tests.conftest import GOLDEN_PAGES, SITE, crawl_options, instant
 from tests.faultserver import CloseDelimited, FaultServer, Redirect, Route, Status, robots
@@ -373,6 +374,17 @@ def test_a_directory_walk_skips_nothing_in_silence(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "dangling.html" in result.stderr
     assert "pipe.html" in result.stderr
+
+
+def test_a_run_that_cannot_publish_says_so_in_the_state(tmp_path: Path) -> None:
+    options = crawl_options(tmp_path)
+    options.out.write_text("a file where the output directory should be", encoding="utf-8")
+    with SiteServer(SITE) as server, pytest.raises(WriteError):
+        crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
+    status = run("status", "--state", str(options.state), "--json")
+    last = json.loads(status.stdout)["last_run"]
+    assert last["exit_code"] == 3  # not "did not finish (killed?)"
+    assert last["finished_at"] != "did not finish (killed?)"
 
 
 def test_a_page_first_seen_as_404_is_a_reject(tmp_path: Path) -> None:

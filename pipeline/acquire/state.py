@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -41,7 +42,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal, NamedTuple, Self, cast
 
-from pipeline.errors import StateError, StateLocked, StateVersionError
+from pipeline.errors import (
+    PipelineError,
+    StateError,
+    StateLocked,
+    StateVersionError,
+    exit_code_of,
+)
+
+log = logging.getLogger(__name__)
 
 PageStatus = Literal["pending", "fetched", "unchanged", "gone", "failed", "rejected"]
 STATUSES: tuple[PageStatus, ...] = ("pending", "fetched", "unchanged", "gone", "failed", "rejected")
@@ -262,6 +271,8 @@ class CrawlState:
         self._conn = conn
         self._lock_fd: int | None = lock_fd
         self._mutex = threading.RLock()
+        #: The run begun through this handle and not finished yet.
+        self._open_run: int | None = None
 
     # --- opening and closing ---------------------------------------------------------------
 
@@ -309,7 +320,15 @@ class CrawlState:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        try:
+            if exc is not None and self._open_run is not None:
+                # The run ended with an error (output not writable, Ctrl-C, a bug): its row
+                # says so, with the exit code, instead of "did not finish (killed?)".
+                self.finish_run(self._open_run, {}, exit_code_of(exc))
+        except (PipelineError, sqlite3.Error, OSError) as record_error:  # a full disk, say
+            log.warning("could not record the end of run %s: %s", self._open_run, record_error)
+        finally:
+            self.close()
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -685,12 +704,15 @@ class CrawlState:
             cursor = conn.execute(
                 "INSERT INTO runs (started_at) VALUES (?)", (_to_db(now or _now()),)
             )
-        return cast(int, cursor.lastrowid)
+        self._open_run = cast(int, cursor.lastrowid)
+        return self._open_run
 
     def finish_run(
         self, run_id: int, counts: Mapping[str, int], exit_code: int, now: datetime | None = None
     ) -> None:
         """Record the end of a run with its counts and exit code."""
+        if run_id == self._open_run:
+            self._open_run = None
         with self._transaction() as conn:
             conn.execute(
                 "UPDATE runs SET finished_at = ?, counts = ?, exit_code = ? WHERE id = ?",
