@@ -861,6 +861,25 @@ def test_a_location_with_an_impossible_port_is_a_redirect_error(fake: FakeTime) 
     assert "port" in error.reason
 
 
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://[::1",  # h11 refuses the header: an unclosed IPv6 literal
+        "http://256.1.1.1/",  # ... an IPv4 address that is none
+        "\xff\x00",  # ... bytes that are no header value at all
+        "http://exa mple.org/",  # httpx quotes the space into the host: DNS fails on every run
+    ],
+)
+def test_a_malformed_location_is_terminal_not_retried_every_run(
+    fake: FakeTime, location: str
+) -> None:
+    with FaultServer({"/p": Route("", fault=Redirect(location))}) as server:
+        error = fetch_error(server.url("/p"), fake)
+        assert server.count() == 1  # not retried
+    assert isinstance(error, RedirectError), error
+    assert not error.transient
+
+
 def test_a_503_with_retry_after_slows_the_whole_host() -> None:
     """Another request to the host waits out the Retry-After too (a host backoff), instead of
     hitting the host at the base rate while one worker sleeps."""

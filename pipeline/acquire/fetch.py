@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -84,6 +85,8 @@ GONE_STATUSES = frozenset({404, 410})
 #: Answers by which a host asks to be sent less: every request to it waits (a host backoff).
 HOST_BACKOFF_STATUSES = frozenset({429, 503})
 ACCEPT_ENCODING = "gzip, deflate"  # only what the bounded inflater below can decode
+#: A host as sent: a name in ASCII (IDNA-encoded), an IPv4 or an IPv6 address.
+_HOST = re.compile(rb"[A-Za-z0-9_.:-]+")
 
 
 # --- result ----------------------------------------------------------------------------------
@@ -334,6 +337,8 @@ class Fetcher:
             raise error(f"{what} {url!s} is not an absolute http(s) URL", source=source)
         if parsed.port is not None and not 0 < parsed.port < 65536:
             raise error(f"{what} {url!s} has no valid port", source=source)
+        if not _HOST.fullmatch(parsed.raw_host):  # "exa mple.org" fails DNS on every run
+            raise error(f"{what} {url!s} has no valid host name", source=source)
         parsed = parsed.copy_with(fragment=None)
         if self._allowed_hosts is not None and not self._allowed_hosts(str(parsed)):
             raise error(f"{what} {url!s}: host {parsed.host} is out of scope", source=source)
@@ -440,6 +445,12 @@ class Fetcher:
                 )
         except httpx.TimeoutException as exc:
             raise FetchTimeout(f"{type(exc).__name__} on {url}", source=hop.source) from exc
+        except httpx.RemoteProtocolError as exc:
+            if "location" in str(exc).lower():  # h11 refused the Location header itself
+                raise RedirectError(
+                    f"unusable redirect from {url}: {exc}", source=hop.source
+                ) from exc
+            raise FetchConnectionError(f"{exc!r} on {url}", source=hop.source) from exc
         except httpx.TransportError as exc:
             raise FetchConnectionError(f"{exc!r} on {url}", source=hop.source) from exc
         except (
