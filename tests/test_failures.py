@@ -387,6 +387,38 @@ def test_a_run_that_cannot_publish_says_so_in_the_state(tmp_path: Path) -> None:
     assert last["finished_at"] != "did not finish (killed?)"
 
 
+def test_progress_counts_each_page_once_against_a_known_total(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipeline.run.crawl as crawl_module
+    from pipeline.run.progress import RunReport
+
+    reports: list[RunReport] = []
+
+    class Recorded(RunReport):
+        def __enter__(self) -> Recorded:
+            reports.append(super().__enter__())
+            return self
+
+    monkeypatch.setattr(crawl_module, "RunReport", Recorded)
+    options = crawl_options(tmp_path, max_depth=1, max_retries=0)
+    links = "".join(f'<a href="/code/cpt4/{c}-x">{c}</a>' for c in ("45378", "11042", "99999"))
+    routes = {"/": Route(f"<html><body>{links}</body></html>"),
+              "/code/cpt4/45378-x": Route(_page("45378")),
+              "/code/cpt4/11042-x": Route(_page("11042")),
+              "/code/cpt4/99999-x": Route("", status=500)}  # fmt: skip
+    with FaultServer(routes) as server:
+        result = crawl([server.url("/")], options, sleep=instant, show_progress=True)
+    (report,) = reports
+    assert result.exit_code == 1  # the 500 is a failure, in the rejects
+    # the seed and three pages fetched (the failing one counted once), two pages built
+    assert (report.done("fetch"), report.done("build")) == (4, 2)
+    progress = report._progress
+    assert progress is not None
+    totals = {t.description: (t.completed, t.total) for t in progress.tasks}
+    assert totals == {"crawl fetch": (4, 4), "crawl build": (2, 2)}  # never "4/?"
+
+
 def test_a_page_first_seen_as_404_is_a_reject(tmp_path: Path) -> None:
     options = crawl_options(tmp_path, max_depth=1)  # not the pages' own similar codes
     links = '<a href="/code/cpt4/45378-colon">a</a><a href="/code/cpt4/99999-dead">b</a>'

@@ -69,6 +69,11 @@ def expand_paths(inputs: Iterable[str]) -> Iterator[Path]:
             yield path
 
 
+def count_inputs(inputs: Iterable[str]) -> int:
+    """How many pages the inputs name: URLs, files, and the page files under directories."""
+    return sum(1 if is_url(item) else sum(1 for _ in expand_paths([item])) for item in inputs)
+
+
 def _page_entries(root: Path) -> Iterator[Path]:
     seen: set[tuple[int, int]] = set()
     for top, dirs, files in os.walk(root, followlinks=True):

@@ -413,6 +413,14 @@ class CrawlState:
             )
         return [PageRow.from_db(row) for row in rows]
 
+    def due_count(self, now: datetime, refresh_after: timedelta | None = None) -> int:
+        """How many pages :meth:`claim_due` would hand out now (claimed or not)."""
+        with self._mutex:
+            row = self._conn.execute(
+                f"SELECT count(*) FROM pages WHERE {_DUE}", _due_params(now, refresh_after)
+            ).fetchone()
+        return int(row[0])
+
     def from_the_future(self, now: datetime) -> int:
         """Pages last attempted after ``now`` (beyond a little clock skew): written while the
         clock was ahead. Their due dates cannot be trusted, so they are due at once; a run says

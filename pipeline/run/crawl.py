@@ -41,7 +41,7 @@ from pipeline.acquire.links import extract_links
 from pipeline.acquire.profile import REFERENCE, SiteProfile, UrlKind
 from pipeline.acquire.robots import origin_of
 from pipeline.acquire.sitemaps import MAX_SITEMAP_BYTES, parse_sitemap
-from pipeline.acquire.sources import check_inputs
+from pipeline.acquire.sources import check_inputs, count_inputs
 from pipeline.acquire.state import ARCHIVE_NAME, BuiltPage, CrawlState, PageRow
 from pipeline.acquire.urls import Scope, normalize_url
 from pipeline.encoding import decode_html
@@ -245,6 +245,7 @@ class _Acquire:
         if entries:
             added = self.state.add_discovered(entries, now=self.clock())
             self.report.add("discovered", added)
+            self.report.grow("fetch", added)
 
     async def visit(self, fetcher: Fetcher, row: PageRow) -> None:
         self.attempted += 1
@@ -282,7 +283,7 @@ class _Acquire:
             self.reached += 1
             await self._fetched(row, result)
         finally:
-            self.report.advance()
+            self.report.advance("fetch")
 
     def nothing_reached(self) -> str | None:
         """Why the run could not proceed, if it asked for pages and got no answer at all."""
@@ -445,14 +446,18 @@ def _build(
     root = str(archive.root)
     dispatched: set[tuple[str, str | None]] = set()
 
+    sink.report.stage("build")
+
     def jobs() -> Iterator[Job]:
         for row in streamed:
             dispatched.add((row.url, row.content_hash))
             rows.append(row)
+            sink.report.grow("build")
             yield Job(row.url, digest=row.content_hash, archive=root)
         for row in state.to_build(PARSER_VERSION, everything=everything):
             if (row.url, row.content_hash) not in dispatched:
                 rows.append(row)
+                sink.report.grow("build")
                 yield Job(row.url, digest=row.content_hash, archive=root)
 
     built: list[BuiltPage] = []
@@ -474,7 +479,7 @@ def _build(
                 state.forget_body(row.url, clock())
         if row.status == "gone":
             sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
-        sink.report.advance()
+        sink.report.advance("build")
     for row in state.unpublished_losses():
         if row.status == "gone" and row.content_hash is None and row.last_fetched is None:
             # Gone before it was ever fetched (a sitemap or link to a dead page): no rows to
@@ -652,6 +657,7 @@ def crawl(
             )
         with TableWriter(options.out, run_id=name, mode="crawl") as writer:
             acquire = _Acquire(options, state, archive, report, clock, scope)
+            report.stage("fetch", state.due_count(started, options.refresh_after))
             sink = _Sink(writer, report, clock)
             builder = _Builder(state, archive, sink, options.workers).start()
             acquire.built = builder.queue.put
@@ -713,11 +719,12 @@ def ingest(
         TableWriter(out, run_id=run_id, mode="ingest") as writer,
     ):
         sink = _Sink(writer, report, clock)
+        report.stage("parse", count_inputs(inputs) if report.showing else 0)
         for parsed in iter_parsed(inputs, timeout=timeout, workers=workers):
             report.add("fetched")
             sink.outcome(
                 parsed.outcome, parsed.source, parsed.digest or "", parsed.fetched_at, None
             )
-            report.advance()
+            report.advance("parse")
         exit_code = sink.publish()
         return RunResult(run_id, report.summary(), exit_code, report.summary_text())

@@ -1,8 +1,9 @@
 """Run counters, progress bars and log lines.
 
 A :class:`RunReport` counts what a run does (discovered, fetched, unchanged, parsed, rejected by
-reason, written, gone) and shows it: a rich progress bar with pages done, rate, errors and time
-left when stderr is a terminal, nothing when it is not. Log lines go to stderr as text or, with
+reason, written, gone) and shows it when stderr is a terminal: one rich progress bar per stage
+(a crawl fetches and builds at once), each with its pages done of the pages known so far, rate,
+errors and time left; nothing when stderr is not a terminal. Log lines go to stderr as text or, with
 ``--log-format json``, one JSON object per line for schedulers.
 """
 
@@ -79,7 +80,9 @@ class RunReport:
     #: Things the run noticed that a scheduler should see (logged, and in the summary).
     warnings: list[str] = field(default_factory=list)
     _progress: Progress | None = None
-    _task: TaskID | None = None
+    _tasks: dict[str, TaskID] = field(default_factory=dict, repr=False)
+    _totals: dict[str, int] = field(default_factory=dict, repr=False)
+    _done: Counter[str] = field(default_factory=Counter, repr=False)
     #: The crawl's acquire (event loop) and build (a thread) stages count at the same time.
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -97,7 +100,6 @@ class RunReport:
                 transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task(self.title, total=None, rate=0.0, errors=0)
         return self
 
     def __exit__(
@@ -136,17 +138,51 @@ class RunReport:
             self.counts["rejected"] += 1
             self.rejects_by_reason[kind] += 1
 
-    def advance(self, n: int = 1) -> None:
-        """One more page done (whatever its outcome)."""
-        if self._progress is not None and self._task is not None:
+    @property
+    def showing(self) -> bool:
+        """Whether bars are drawn (a total that costs work to count is only counted then)."""
+        return self._progress is not None
+
+    def stage(self, name: str, total: int = 0) -> None:
+        """Show one more bar, for a stage of the run (``fetch``, ``build``, ``parse``) whose
+        pages are counted in ``total``, known so far (see :meth:`grow`)."""
+        with self._lock:
+            self._totals[name] = total
+            if self._progress is not None:
+                self._tasks[name] = self._progress.add_task(
+                    f"{self.title} {name}", total=total, rate=0.0, errors=0
+                )
+
+    def grow(self, name: str, n: int = 1) -> None:
+        """``n`` more pages became known for stage ``name`` (found by discovery, queued)."""
+        with self._lock:
+            self._totals[name] = self._totals.get(name, 0) + n
+            task = self._tasks.get(name)
+            if self._progress is not None and task is not None:
+                self._progress.update(task, total=self._totals[name])
+
+    def advance(self, name: str, n: int = 1) -> None:
+        """``n`` more pages of stage ``name`` done, whatever their outcome (each page once)."""
+        with self._lock:
+            self._done[name] += n
+            task = self._tasks.get(name)
+            if self._progress is None or task is None:
+                return
             elapsed = max(time.monotonic() - self.started, 1e-9)
-            done = self._progress.tasks[0].completed + n
+            # A total is never behind what is done (a page found and done in one step).
+            total = max(self._totals.get(name, 0), self._done[name])
             self._progress.update(
-                self._task,
-                advance=n,
-                rate=done / elapsed,
+                task,
+                completed=self._done[name],
+                total=total,
+                rate=self._done[name] / elapsed,
                 errors=self.counts["rejected"] + self.counts["failed"],
             )
+
+    def done(self, name: str) -> int:
+        """Pages of stage ``name`` done so far."""
+        with self._lock:
+            return self._done[name]
 
     @property
     def elapsed(self) -> float:
