@@ -16,6 +16,7 @@ the same request may well succeed later) or *terminal* (reject the page with a r
     │   │   ├── FetchConnectionError
     │   │   ├── TruncatedBody
     │   │   ├── RetryableStatus        408, 429, 500, 502, 503, 504 (carries Retry-After)
+    │   │   ├── HostBackingOff         the host is held by an earlier Retry-After: not sent
     │   │   └── RobotsUnreachable      robots.txt unreachable: disallowed for now, due next run
     │   └── TerminalFetchError         transient = False
     │       ├── HttpStatusError        any other non-2xx status
@@ -35,6 +36,11 @@ the same request may well succeed later) or *terminal* (reject the page with a r
     │   └── RawPageLost                the archived bytes are missing or damaged (fetched again)
     ├── RecordInvalid                  stage "validate": the record broke the model's rules
     └── WriteError                     stage "write": the tables could not be written
+
+A transient fetch error may carry ``retry_after``: the seconds after which the server said to
+come back (a 429 or 503's ``Retry-After``, or what is left of the host's hold for
+:class:`HostBackingOff`). The crawl re-queues such a page through that time instead of waiting
+in a worker. ``attempts`` on a fetch error counts the requests the failed fetch sent.
 
 Third-party exceptions are translated at the boundary that meets them and kept as the cause
 (``raise FetchTimeout(...) from exc``), so callers only ever catch this tree.
@@ -124,12 +130,28 @@ class FetchError(PipelineError):
     ) -> None:
         super().__init__(reason, source=source)
         self.status = status
+        #: Requests the failed fetch sent (set by the fetcher; 0 when none was sent).
+        self.attempts = 0
 
 
 class TransientFetchError(FetchError):
-    """A failure that may go away on its own: retry it with backoff."""
+    """A failure that may go away on its own: retry it with backoff.
+
+    ``retry_after``: seconds after which the server said to come back, when it said so.
+    """
 
     transient = True
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        source: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(reason, source=source, status=status)
+        self.retry_after = retry_after
 
 
 class FetchTimeout(TransientFetchError):
@@ -147,16 +169,10 @@ class TruncatedBody(TransientFetchError):
 class RetryableStatus(TransientFetchError):
     """408, 429, 500, 502, 503 or 504; ``retry_after`` is the server's wish in seconds."""
 
-    def __init__(
-        self,
-        reason: str,
-        *,
-        source: str | None = None,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(reason, source=source, status=status)
-        self.retry_after = retry_after
+
+class HostBackingOff(TransientFetchError):
+    """Not sent: an earlier 429 or 503 with Retry-After holds the host for longer than a fetch
+    waits inline. ``retry_after`` is what is left of the hold; the page is due after it."""
 
 
 class TerminalFetchError(FetchError):

@@ -29,6 +29,7 @@ from pipeline.errors import (
     FetchConnectionError,
     FetchError,
     FetchTimeout,
+    HostBackingOff,
     HttpStatusError,
     OutOfScope,
     PageGone,
@@ -242,9 +243,13 @@ def test_backoff_without_jitter_doubles_up_to_the_maximum(fake: FakeTime) -> Non
     assert fake.sleeps == [0.5, 1.0, 2.0, 3.0, 3.0]
 
 
+#: A policy that waits out a Retry-After of up to a minute inside the fetch.
+PATIENT = RetryPolicy(inline_wait_max=60.0)
+
+
 def test_retry_after_seconds_is_honoured(fake: FakeTime) -> None:
     with FaultServer({"/p": Route(PAGE, faults=[Status(429, retry_after=7)])}) as server:
-        result = fetch(server.url("/p"), fake)
+        result = fetch(server.url("/p"), fake, policy=PATIENT)
     assert fake.sleeps == [7.0]
     assert result.attempts == 2
 
@@ -252,7 +257,7 @@ def test_retry_after_seconds_is_honoured(fake: FakeTime) -> None:
 def test_retry_after_http_date_is_honoured(fake: FakeTime) -> None:
     when = NOW + timedelta(seconds=30)
     with FaultServer({"/p": Route(PAGE, faults=[Status(429, retry_after=when)])}) as server:
-        fetch(server.url("/p"), fake)
+        fetch(server.url("/p"), fake, policy=PATIENT)
         assert server.requests[0].fault == "Status(429)"
     assert fake.sleeps == [30.0]
 
@@ -260,11 +265,31 @@ def test_retry_after_http_date_is_honoured(fake: FakeTime) -> None:
 @pytest.mark.parametrize(
     "retry_after", [3600, NOW + timedelta(hours=2)], ids=["seconds", "http-date"]
 )
-def test_retry_after_is_capped(fake: FakeTime, retry_after: int | datetime) -> None:
-    policy = RetryPolicy(retry_after_cap=90.0)
+def test_a_retry_after_over_the_cap_is_raised_at_once(
+    fake: FakeTime, retry_after: int | datetime
+) -> None:
+    """Waiting the cap and asking again would go against what the server said: the fetch
+    gives up at once and says how long the server asked for (the crawl puts the page off)."""
+    policy = RetryPolicy(retry_after_cap=90.0, inline_wait_max=600.0)
     with FaultServer({"/p": Route(PAGE, faults=[Status(503, retry_after=retry_after)])}) as s:
-        fetch(s.url("/p"), fake, policy=policy)
-    assert fake.sleeps == [90.0]
+        error = fetch_error(s.url("/p"), fake, policy=policy)
+        assert s.count("/p") == 1
+    assert isinstance(error, RetryableStatus)
+    assert error.retry_after is not None
+    assert error.retry_after >= 3600
+    assert error.attempts == 1
+    assert fake.sleeps == []
+
+
+def test_a_retry_after_over_the_inline_limit_is_raised_at_once(fake: FakeTime) -> None:
+    """The default policy sleeps through a Retry-After of at most 5 s; a longer one is not
+    slept on in the fetch (a crawl worker would be held that long)."""
+    with FaultServer({"/p": Route(PAGE, faults=[Status(429, retry_after=7)])}) as server:
+        error = fetch_error(server.url("/p"), fake)
+        assert server.count("/p") == 1
+    assert isinstance(error, RetryableStatus)
+    assert error.retry_after == 7.0
+    assert fake.sleeps == []
 
 
 def test_retry_after_in_the_past_means_no_wait(fake: FakeTime) -> None:
@@ -878,6 +903,52 @@ def test_a_malformed_location_is_terminal_not_retried_every_run(
         assert server.count() == 1  # not retried
     assert isinstance(error, RedirectError), error
     assert not error.transient
+
+
+def test_a_long_retry_after_with_no_retry_left_holds_the_host_without_sleeping(
+    fake: FakeTime,
+) -> None:
+    """A 503 with Retry-After: 60 and no retry left (max_retries 0) is raised at once: nothing
+    sleeps 60 s (or the 120 s cap). The host stays held: the next fetch for it raises
+    HostBackingOff without sending a request, and once the hold is over it is sent."""
+    policy = RetryPolicy(max_attempts=1)
+    routes = {"/a": Route(PAGE, fault=Status(503, retry_after=60)), "/b": Route(PAGE)}
+
+    async def go(server: FaultServer) -> tuple[FetchError, FetchError, FetchResult]:
+        async with make_fetcher(fake, policy=policy) as fetcher:
+            with pytest.raises(RetryableStatus) as first:
+                await fetcher.fetch(server.url("/a"))
+            with pytest.raises(HostBackingOff) as second:
+                await fetcher.fetch(server.url("/b"))
+            fake.now += 60.0  # the hold is over
+            return first.value, second.value, await fetcher.fetch(server.url("/b"))
+
+    with FaultServer(routes) as server:
+        first, second, later = asyncio.run(go(server))
+        assert server.count("/a") == 1
+        assert [r.path for r in server.requests] == ["/a", "/b"]  # /b once, after the hold
+    assert fake.sleeps == []
+    assert first.retry_after == 60.0
+    assert first.attempts == 1
+    assert second.transient
+    assert second.attempts == 0
+    assert second.retry_after == pytest.approx(60.0)
+    assert later.status == 200
+
+
+def test_a_short_hold_is_waited_out_inline(fake: FakeTime) -> None:
+    """A hold within the inline limit (5 s) is slept through by the next request, not raised."""
+    routes = {"/a": Route(PAGE, faults=[Status(429, retry_after=3)]), "/b": Route(PAGE)}
+
+    async def go(server: FaultServer) -> FetchResult:
+        async with make_fetcher(fake, policy=RetryPolicy(max_attempts=1)) as fetcher:
+            with pytest.raises(RetryableStatus):
+                await fetcher.fetch(server.url("/a"))
+            return await fetcher.fetch(server.url("/b"))
+
+    with FaultServer(routes) as server:
+        assert asyncio.run(go(server)).status == 200
+    assert fake.sleeps == [3.0]
 
 
 def test_a_503_with_retry_after_slows_the_whole_host() -> None:

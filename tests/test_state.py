@@ -274,6 +274,32 @@ def test_a_page_recorded_without_a_claim_is_not_handed_out_again_this_run(
     assert [row.url for row in state.claim_due(10, T0)] == [_url(2)]
 
 
+def test_a_retry_after_due_time_holds_a_page_back_even_while_pending(
+    state: CrawlState, tmp_path: Path
+) -> None:
+    """A transient failure with a due time (the server's Retry-After) is due at that time, not
+    at the next run, whether the page was fetched before or is still pending."""
+    _add(state, 1, 2)
+    state.claim_due(2, T0)
+    _fetched(state, _url(2))
+    for n in (1, 2):
+        state.record_failed(
+            _url(n), error_kind="retryable_status", reason="429", status=429, terminal=False,
+            at=T0, due=T0 + timedelta(minutes=30),
+        )  # fmt: skip
+    row = state.get(_url(1))
+    assert row is not None
+    assert (row.status, row.next_due) == ("pending", T0 + timedelta(minutes=30))
+    status = state_module.read_status(tmp_path / "state", now=T0 + timedelta(minutes=10))
+    assert status["due_now"] == 0
+    assert status["next_due"] == (T0 + timedelta(minutes=30)).isoformat()
+    state.begin_run()
+    assert state.claim_due(10, T0 + timedelta(minutes=10), timedelta(days=7)) == []
+    state.begin_run()
+    due = state.claim_due(10, T0 + timedelta(minutes=30), timedelta(days=7))
+    assert sorted(row.url for row in due) == [_url(1), _url(2)]
+
+
 def test_unchanged_fetch_keeps_last_changed(state: CrawlState) -> None:
     _add(state, 1)
     _fetched(state, _url(1))

@@ -23,6 +23,13 @@ Failures are translated into :mod:`pipeline.errors` at this boundary. Transient 
 resets, truncated bodies, 408/429/5xx) are retried by tenacity as :class:`RetryPolicy` says,
 honouring ``Retry-After``; after the last attempt the last error is raised. Terminal ones are
 raised at once.
+
+A 429 or 503 with ``Retry-After`` holds its whole host for that long (step 4 waits it out for
+every request to the host). The fetch sleeps for it only when it is short (``policy.inline_limit``,
+5 s) and an attempt is left; a longer one is raised at once (:class:`RetryableStatus` with its
+``retry_after``), and while the hold lasts longer than that limit, a fetch for the host raises
+:class:`HostBackingOff` without sending anything. No worker sleeps through a long Retry-After:
+the caller (the crawl) puts the page aside until it is due.
 """
 
 from __future__ import annotations
@@ -49,7 +56,9 @@ from pipeline.acquire.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsRespons
 from pipeline.acquire.transport import make_transport
 from pipeline.errors import (
     FetchConnectionError,
+    FetchError,
     FetchTimeout,
+    HostBackingOff,
     HttpStatusError,
     OutOfScope,
     PageGone,
@@ -274,36 +283,47 @@ class Fetcher:
         etag: str | None = None,
         last_modified: str | None = None,
         max_bytes: int | None = None,
+        max_attempts: int | None = None,
     ) -> FetchResult:
         """Fetch ``url`` (conditionally when ``etag``/``last_modified`` are given).
 
-        ``max_bytes`` overrides the limits' body size for this URL (a sitemap may be 50 MB).
+        ``max_bytes`` overrides the limits' body size for this URL (a sitemap may be 50 MB);
+        ``max_attempts`` the policy's attempts (what is left of a page's budget in a crawl).
 
         Returns a 200 result with the body or a 304 result (``not_modified``). Raises a
         :class:`~pipeline.errors.FetchError`: a terminal one at once, a transient one once
-        ``policy.max_attempts`` attempts have failed (the last attempt's error).
+        the attempts have failed (the last attempt's error), or at once when waiting for the
+        next attempt would mean sleeping through a Retry-After longer than the policy's inline
+        limit; :class:`~pipeline.errors.HostBackingOff` without a request while the host is
+        held that long. The error's ``attempts`` says how many requests were sent.
         """
         started = self._monotonic()
         target = self._check_scope(url, source=url, hop=False)
+        self._check_hold(target, source=url)  # before robots.txt: nothing is asked of the host
         headers = self._request_headers(etag, last_modified)
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.policy.max_attempts),
+            stop=stop_after_attempt(max_attempts or self.policy.max_attempts),
             wait=RetryWait(self.policy, self._rng),
-            retry=retry_if_exception(_worth_retrying),
+            retry=retry_if_exception(self._worth_retrying),
             sleep=self._sleep,
             before_sleep=log_retry,
             reraise=True,
         )
         response: _Response | None = None
         attempts = 0
-        async for attempt in retrying:
-            with attempt:
-                attempts = attempt.retry_state.attempt_number
-                hop = _Hop(
-                    headers=headers, source=url, max_bytes=max_bytes or self.limits.max_bytes
-                )
-                response = await self._follow(target, hop)
-                self._judge(response, conditional=bool(etag or last_modified), source=url)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    hop = _Hop(
+                        headers=headers, source=url, max_bytes=max_bytes or self.limits.max_bytes
+                    )
+                    response = await self._follow(target, hop)
+                    self._judge(response, conditional=bool(etag or last_modified), source=url)
+        except FetchError as exc:
+            # The last attempt sent nothing when the host was found held.
+            exc.attempts = attempts - 1 if isinstance(exc, HostBackingOff) else attempts
+            raise
         assert response is not None  # the loop either set it or raised
         return self._result(
             url,
@@ -343,6 +363,27 @@ class Fetcher:
         if self._allowed_hosts is not None and not self._allowed_hosts(str(parsed)):
             raise error(f"{what} {url!s}: host {parsed.host} is out of scope", source=source)
         return parsed
+
+    def _check_hold(self, url: httpx.URL, source: str) -> None:
+        """Raise :class:`HostBackingOff` if the host is held for longer than a fetch waits."""
+        held = self._pacer.held_for(_host_key(url))
+        if held > self.policy.inline_limit:
+            raise _backing_off(url, held, source)
+
+    def _worth_retrying(self, exc: BaseException) -> bool:
+        """tenacity ``retry``: transient failures are retried inside the fetch, except
+
+        - an unreachable robots.txt (cached for minutes: asking again within one fetch would get
+          the same answer);
+        - a host found held (:class:`HostBackingOff`), and a Retry-After longer than the
+          policy's inline limit: sleeping through it would hold a worker; the caller re-queues
+          the page for when it is due instead.
+        """
+        if not isinstance(exc, TransientFetchError) or isinstance(
+            exc, RobotsUnreachable | HostBackingOff
+        ):
+            return False
+        return exc.retry_after is None or exc.retry_after <= self.policy.inline_limit
 
     async def _check_robots(self, url: httpx.URL, source: str) -> None:
         """Raise :class:`RobotsDisallowed` unless robots.txt lets this fetcher have ``url``."""
@@ -414,7 +455,9 @@ class Fetcher:
         """One paced request under ``total_timeout``; the body is read only for a success."""
         host = _host_key(url)
         async with self._slots(host):
-            await self._pacer.wait_turn(host, interval)
+            held = await self._pacer.wait_turn(host, interval, max_hold=self.policy.inline_limit)
+            if held:
+                raise _backing_off(url, held, hop.source)
             try:
                 async with asyncio.timeout(self.limits.total_timeout):
                     return await self._send(url, hop)
@@ -475,9 +518,10 @@ class Fetcher:
         if status in self.policy.retry_statuses:
             retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock())
             if status in HOST_BACKOFF_STATUSES and retry_after is not None:
-                # The host says when to come back: the whole host waits, not only this request.
-                wait = self.policy.retry_after_wait(retry_after)
-                self._pacer.hold(_host_key(response.url), wait)
+                # The host says when to come back: the whole host waits, not only this request,
+                # and for as long as it asked (a crawl does not wait that long: it fails the
+                # host's pages for a later run when the wait is over its cap).
+                self._pacer.hold(_host_key(response.url), retry_after)
             raise RetryableStatus(reason, source=source, status=status, retry_after=retry_after)
         if status in GONE_STATUSES:
             raise PageGone(reason, source=source, status=status)
@@ -528,10 +572,13 @@ class Fetcher:
         return RobotsResponse(status=response.status, body=response.body)
 
 
-def _worth_retrying(exc: BaseException) -> bool:
-    """Transient failures are retried, except an unreachable robots.txt (cached for minutes:
-    asking again within one fetch would get the same answer)."""
-    return isinstance(exc, TransientFetchError) and not isinstance(exc, RobotsUnreachable)
+def _backing_off(url: httpx.URL, held: float, source: str) -> HostBackingOff:
+    """The error for a request not sent because its host is held ``held`` seconds more."""
+    return HostBackingOff(
+        f"{_host_key(url)} asked for a pause (Retry-After): {held:.0f} s left, not sent",
+        source=source,
+        retry_after=held,
+    )
 
 
 def _peer_address(response: httpx.Response) -> str | None:

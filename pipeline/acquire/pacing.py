@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 
@@ -24,7 +25,8 @@ class HostPacer:
     """Keeps the starts of requests to one host at least an interval apart.
 
     Callers for one host queue on a lock; each sleeps until the interval since the previous
-    start has passed, then records its own start on the (injected) monotonic clock.
+    start has passed, and any hold (:meth:`hold`) is over, then records its own start on the
+    (injected) monotonic clock.
     """
 
     def __init__(
@@ -39,12 +41,24 @@ class HostPacer:
     def hold(self, host: str, seconds: float) -> None:
         """Send ``host`` nothing for ``seconds`` (it answered 429 or 503): every request to it
         waits, not only the one that was refused, as Scrapy's download slots slow a host."""
-        until = self._monotonic() + seconds
+        until = self._monotonic() + max(seconds, 0.0)
         self._not_before[host] = max(self._not_before.get(host, until), until)
 
-    async def wait_turn(self, host: str, interval: float) -> None:
-        """Sleep until ``host`` may be sent its next request, and mark that start."""
+    def held_for(self, host: str) -> float:
+        """Seconds left of ``host``'s hold (0 when it is not held)."""
+        until = self._not_before.get(host)
+        return 0.0 if until is None else max(0.0, until - self._monotonic())
+
+    async def wait_turn(self, host: str, interval: float, *, max_hold: float = math.inf) -> float:
+        """Sleep until ``host`` may be sent its next request, and mark that start; returns 0.
+
+        If ``host`` is held for more than ``max_hold`` seconds, nothing is waited and no turn is
+        taken: the seconds left of the hold are returned instead.
+        """
         async with self._locks.setdefault(host, asyncio.Lock()):
+            held = self.held_for(host)
+            if held > max_hold:
+                return held
             last = self._last_start.get(host)
             start = max(
                 last + interval if last is not None else 0.0, self._not_before.get(host, 0.0)
@@ -53,6 +67,7 @@ class HostPacer:
             if delay > 0:
                 await self._sleep(delay)
             self._last_start[host] = self._monotonic()
+            return 0.0
 
 
 class RetryWait:

@@ -23,10 +23,16 @@ class RetryPolicy:
     """The single source of truth for retries.
 
     ``max_attempts`` counts the first try. Between attempts the fetcher waits what the server's
-    ``Retry-After`` asks (capped at ``retry_after_cap``), otherwise an exponential backoff from
-    ``backoff_initial`` doubling up to ``backoff_max``, with ``jitter``: ``"full"`` (uniform in
-    ``[0, backoff]``), ``"decorrelated"`` (uniform in ``[initial, 3 * previous]``) or ``"none"``.
-    Only statuses in ``retry_statuses`` are retried; every other error status is terminal.
+    ``Retry-After`` asks, otherwise an exponential backoff from ``backoff_initial`` doubling up
+    to ``backoff_max``, with ``jitter``: ``"full"`` (uniform in ``[0, backoff]``),
+    ``"decorrelated"`` (uniform in ``[initial, 3 * previous]``) or ``"none"``. Only statuses in
+    ``retry_statuses`` are retried; every other error status is terminal.
+
+    A Retry-After is waited inside the fetch only up to :attr:`inline_limit` (``inline_wait_max``,
+    never more than ``retry_after_cap``): a longer one is raised at once, with the host held
+    meanwhile, for the caller to try the page again when it is due (the crawl re-queues it when
+    the wait is at most ``retry_after_cap``, and leaves it to a later run otherwise). No wait at
+    all follows the last attempt.
     """
 
     max_attempts: int = 5
@@ -34,6 +40,7 @@ class RetryPolicy:
     backoff_max: float = 60.0
     jitter: Jitter = "full"
     retry_after_cap: float = 120.0
+    inline_wait_max: float = 5.0
     retry_statuses: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504})
 
     def __post_init__(self) -> None:
@@ -43,6 +50,8 @@ class RetryPolicy:
             raise UsageError("backoff needs 0 <= backoff_initial <= backoff_max")
         if self.retry_after_cap < 0:
             raise UsageError("retry_after_cap must not be negative")
+        if self.inline_wait_max < 0:
+            raise UsageError("inline_wait_max must not be negative")
         if self.jitter not in ("full", "decorrelated", "none"):
             raise UsageError(f"unknown jitter {self.jitter!r}")
 
@@ -58,6 +67,11 @@ class RetryPolicy:
             return rng.uniform(0.0, ceiling)
         base = previous if previous is not None else self.backoff_initial
         return min(self.backoff_max, rng.uniform(self.backoff_initial, base * 3.0))
+
+    @property
+    def inline_limit(self) -> float:
+        """The longest Retry-After (or host hold) a fetch waits out inline before a retry."""
+        return min(self.inline_wait_max, self.retry_after_cap)
 
     def retry_after_wait(self, retry_after: float) -> float:
         """The wait for a server's Retry-After, never negative and at most ``retry_after_cap``."""

@@ -22,8 +22,9 @@ Statuses: ``pending`` (never fetched successfully), ``fetched`` (stored, content
 ``unchanged`` (304 or same hash), ``gone`` (404/410), ``failed`` (terminal fetch failure),
 ``rejected`` (fetched fine, refused by the parser or the validator). ``attempts`` counts failed
 attempts since the last success. A transient failure keeps the status and makes the page due for
-the next run; with ``refresh_after`` every page last attempted before ``now - refresh_after`` is
-due again, whatever its status.
+the next run, or from the time the server named (``Retry-After``), even while still pending; with
+``refresh_after`` every page last attempted before ``now - refresh_after`` is due again, whatever
+its status.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ _MIGRATIONS: list[tuple[str, ...]] = [
 SCHEMA_VERSION = len(_MIGRATIONS)
 #: The schema version from which a page's error stage and kind have columns of their own.
 _TYPED_ERRORS = 3
+
 
 _PAGE_COLUMNS = (
     "url, kind, depth, status, attempts, last_status, last_error, etag, last_modified, "
@@ -398,9 +400,9 @@ class CrawlState:
     ) -> list[PageRow]:
         """Hand out up to ``limit`` due pages not yet claimed in this run, by depth then URL.
 
-        Due: pending pages, pages whose ``next_due`` has come, with ``refresh_after`` pages
-        last attempted at or before ``now - refresh_after``, and pages "last attempted" in the
-        future (see :meth:`from_the_future`).
+        Due: pending pages not given a later time (a Retry-After), pages whose ``next_due`` has
+        come, with ``refresh_after`` pages last attempted at or before ``now - refresh_after``,
+        and pages "last attempted" in the future (see :meth:`from_the_future`).
         """
         with self._transaction() as conn:
             rows = conn.execute(
@@ -505,21 +507,24 @@ class CrawlState:
         status: int | None,
         terminal: bool,
         at: datetime,
+        due: datetime | None = None,
     ) -> None:
-        """A fetch failure. Terminal: the page is 'failed'. Transient: due again next run."""
+        """A fetch failure. Terminal: the page is 'failed'. Transient: due again next run, or
+        from ``due`` on when given (the server's Retry-After), pending or not."""
         self._update_page(
             url,
             "attempts = attempts + 1, last_status = :status, last_error = :error,"
             " last_attempt = :at,"
             " status = CASE WHEN :terminal THEN 'failed' ELSE status END, unpublished = 1,"
             " error_stage = 'fetch', error_kind = :kind,"
-            " next_due = CASE WHEN :terminal THEN NULL ELSE :at END",
+            " next_due = CASE WHEN :terminal THEN NULL ELSE :due END",
             {
                 "status": status,
                 "kind": error_kind,
                 "error": reason,
                 "terminal": terminal,
                 "at": _to_db(at),
+                "due": _to_db(due if due is not None and due > at else at),
             },
         )
 
@@ -839,7 +844,8 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
 #: Pages due in a run. A page "last attempted" beyond ``:ahead`` was written while the clock
 #: was ahead: its next_due and last_attempt would keep it from ever being due, so it is due now.
 _DUE = (
-    "(status = 'pending' OR next_due <= :now OR last_attempt <= :cutoff OR last_attempt > :ahead)"
+    "((status = 'pending' AND next_due IS NULL) OR next_due <= :now"
+    " OR last_attempt <= :cutoff OR last_attempt > :ahead)"
 )
 #: Clock differences below this are not "the future" (an NTP step, two hosts sharing a state).
 CLOCK_SKEW = timedelta(minutes=10)
@@ -933,7 +939,8 @@ def read_status(
             "SELECT count(*) FROM pages WHERE last_attempt > :ahead", params
         ).fetchone()[0]
         upcoming = conn.execute(
-            "SELECT min(next_due), min(last_attempt) FROM pages WHERE status != 'pending'"
+            "SELECT (SELECT min(next_due) FROM pages),"
+            " (SELECT min(last_attempt) FROM pages WHERE status != 'pending')"
         ).fetchone()
         kind = (
             "error_kind"

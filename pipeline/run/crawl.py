@@ -25,7 +25,9 @@ not a procedure page is a reject with its ``page_kind``.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -47,6 +49,7 @@ from pipeline.acquire.urls import Scope, normalize_url
 from pipeline.encoding import decode_html
 from pipeline.errors import (
     FetchError,
+    HostBackingOff,
     NotAProcedurePage,
     PageGone,
     ParseError,
@@ -62,6 +65,11 @@ from pipeline.run.progress import LOG, RunReport
 from pipeline.run.runner import iter_parsed
 
 Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+Monotonic = Callable[[], float]
+
+#: How far a Retry-After may put a page off when the run has no refresh interval.
+MAX_PUT_OFF = timedelta(days=7)
 
 #: SPEC's exit code of a run that could not proceed (here: nothing could be reached).
 EXIT_COULD_NOT_PROCEED = 3
@@ -215,6 +223,9 @@ class _Acquire:
         #: Where a newly archived page goes to be built while the crawl goes on (None: it
         #: waits for the build stage).
         self.built: Callable[[PageRow], None] | None = None
+        #: Requests sent per page in this run: a page visited again after a Retry-After gets
+        #: what is left of the policy's attempts, never a fresh set.
+        self.spent: Counter[str] = Counter()
 
     def discover(
         self,
@@ -247,8 +258,14 @@ class _Acquire:
             self.report.add("discovered", added)
             self.report.grow("fetch", added)
 
-    async def visit(self, fetcher: Fetcher, row: PageRow) -> None:
-        self.attempted += 1
+    async def visit(self, fetcher: Fetcher, row: PageRow) -> Deferral | None:
+        """Fetch ``row`` and record the outcome in the state; returns a :class:`Deferral` when
+        the host asked (Retry-After, at most the policy's cap) to be asked again later and the
+        page has attempts left: it is then recorded as failed, due at that time, and the caller
+        visits it again when it is due. Each page counts once in the report, with its final
+        outcome."""
+        policy = fetcher.policy
+        deferral: Deferral | None = None
         try:
             result = await fetcher.fetch(
                 row.url,
@@ -256,34 +273,87 @@ class _Acquire:
                 last_modified=row.last_modified,
                 # The sitemaps protocol allows 50 MB uncompressed; pages keep the page limit.
                 max_bytes=MAX_SITEMAP_BYTES if row.kind == "sitemap" else None,
+                max_attempts=max(1, policy.max_attempts - self.spent[row.url]),
             )
         except PageGone as exc:
+            self.attempted += 1
             self.reached += 1
             self.state.record_gone(row.url, exc.status or 404, self.clock())
             if row.kind == "page":
                 self.report.add("gone")
         except FetchError as exc:
-            self.state.record_failed(
-                row.url,
-                error_kind=exc.kind,
-                reason=exc.reason,
-                status=exc.status,
-                terminal=not exc.transient,
-                at=self.clock(),
-            )
-            LOG.warning(
-                "fetch failed: %s: %s: %s", row.url, exc.kind, exc.reason,
-                extra=_fields("fetch_failed", url=row.url, kind=exc.kind, reason=exc.reason,
-                              http_status=exc.status, transient=exc.transient),
-            )  # fmt: skip
-            self.failures[exc.kind] += 1
-            if row.kind == "page":
-                self.report.add("failed")
+            self.spent[row.url] += exc.attempts
+            if not isinstance(exc, HostBackingOff):
+                self.attempted += 1
+            deferral = self._failed(row, exc, policy)
         else:
+            self.attempted += 1
             self.reached += 1
             await self._fetched(row, result)
         finally:
-            self.report.advance("fetch")
+            if deferral is None:
+                self.report.advance("fetch")
+        return deferral
+
+    def _failed(self, row: PageRow, exc: FetchError, policy: RetryPolicy) -> Deferral | None:
+        """Record a failed fetch: deferred to its Retry-After (returned) when it may still be
+        tried in this run, else failed for this run (due when the server said, if it did)."""
+        now = self.clock()
+        retry_after = getattr(exc, "retry_after", None)
+        due: datetime | None = None
+        if retry_after is not None:
+            retry_after = max(0.0, retry_after)
+            limit = self.options.refresh_after or MAX_PUT_OFF
+            due = now + min(timedelta(seconds=retry_after), limit)
+        defer = (
+            retry_after is not None
+            and retry_after <= policy.retry_after_cap
+            and self.spent[row.url] < policy.max_attempts
+        )
+        self.state.record_failed(
+            row.url,
+            error_kind=exc.kind,
+            reason=exc.reason,
+            status=exc.status,
+            terminal=not exc.transient,
+            at=now,
+            due=due,
+        )
+        if defer:
+            assert retry_after is not None  # for mypy: defer implies it
+            LOG.info(
+                "fetch deferred: %s: %s: %s; again in %.1f s", row.url, exc.kind, exc.reason,
+                retry_after,
+                extra=_fields("fetch_deferred", url=row.url, kind=exc.kind, reason=exc.reason,
+                              http_status=exc.status, retry_after=retry_after),
+            )  # fmt: skip
+            return Deferral(row, retry_after, exc.kind)
+        LOG.warning(
+            "fetch failed: %s: %s: %s", row.url, exc.kind, exc.reason,
+            extra=_fields("fetch_failed", url=row.url, kind=exc.kind, reason=exc.reason,
+                          http_status=exc.status, transient=exc.transient,
+                          retry_after=retry_after),
+        )  # fmt: skip
+        self._count_failure(row, exc.kind)
+        return None
+
+    def _count_failure(self, row: PageRow, kind: str) -> None:
+        self.failures[kind] += 1
+        if row.kind == "page":
+            self.report.add("failed")
+
+    def abandon(self, deferral: Deferral) -> None:
+        """A deferred page the run ends without visiting again: it counts as failed (the state
+        already holds the failure and its due time, for the next run)."""
+        row = deferral.row
+        LOG.warning(
+            "fetch failed: %s: %s: still waiting for its Retry-After when the crawl ended",
+            row.url, deferral.kind,
+            extra=_fields("fetch_failed", url=row.url, kind=deferral.kind,
+                          reason="still deferred when the crawl ended", transient=True),
+        )  # fmt: skip
+        self._count_failure(row, deferral.kind)
+        self.report.advance("fetch")
 
     def nothing_reached(self) -> str | None:
         """Why the run could not proceed, if it asked for pages and got no answer at all."""
@@ -356,7 +426,14 @@ class _Acquire:
         )
         self._record_fetch(row, result, content_hash(result.body))
 
-    async def run(self, seeds: list[str], fetcher: Fetcher) -> None:
+    async def run(
+        self,
+        seeds: list[str],
+        fetcher: Fetcher,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        monotonic: Monotonic = time.monotonic,
+    ) -> None:
         self.discover(((s, None) for s in seeds), 0, None, source="seed")
         for origin in sorted({origin_of(s) for s in seeds}):
             try:
@@ -367,49 +444,98 @@ class _Acquire:
                 ((u, None) for u in sitemaps), 0, f"{origin}/robots.txt", source="seed",
                 kind="sitemap",
             )  # fmt: skip
-        await _WorkerPool(self, fetcher).run()
+        await _WorkerPool(self, fetcher, sleep, monotonic).run()
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """A page put aside until its host's Retry-After is over."""
+
+    row: PageRow
+    retry_after: float
+    kind: str
 
 
 class _WorkerPool:
     """``concurrency`` workers that each take the next due page as soon as they are free.
 
-    Pages are claimed from the state a few at a time, so a page stuck in backoff or a long
-    Retry-After holds one worker, never the whole crawl. A worker that finds nothing due waits
-    while other pages are in flight (they may discover more) and stops when none are.
+    Pages are claimed from the state a few at a time, so a page stuck in backoff holds one
+    worker, never the whole crawl. A page whose host asked to be left alone for a while (a 429
+    or 503 with Retry-After, or a host still held by one) is not slept on: it goes on a heap of
+    deferred pages by due time, and the worker moves on. A free worker takes a claimed page
+    first, then a deferred page that is due. One that finds neither waits while other pages are
+    in flight (they may discover more, or be deferred); when none are, one worker sleeps until
+    the earliest deferred page is due, and the workers stop when there is nothing left at all.
     """
 
-    def __init__(self, acquire: _Acquire, fetcher: Fetcher) -> None:
+    def __init__(
+        self, acquire: _Acquire, fetcher: Fetcher, sleep: Sleep, monotonic: Monotonic
+    ) -> None:
         self.acquire = acquire
         self.fetcher = fetcher
+        self.sleep = sleep
+        self.monotonic = monotonic
         self.size = acquire.options.concurrency
         self.queue: deque[PageRow] = deque()
+        #: (due on the monotonic clock, sequence, deferral): the earliest due first.
+        self.deferred: list[tuple[float, int, Deferral]] = []
+        self.deferrals = 0
         self.in_flight = 0
         self.claimed = 0
+        #: Whether a worker is sleeping until the earliest deferred page is due.
+        self.waiting = False
         self.changed = asyncio.Condition()
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._worker() for _ in range(self.size)))
+        try:
+            await asyncio.gather(*(self._worker() for _ in range(self.size)))
+        finally:
+            # Only an aborted crawl ends with pages still deferred: they count as failed.
+            while self.deferred:
+                self.acquire.abandon(heapq.heappop(self.deferred)[2])
 
     async def _worker(self) -> None:
         while (row := await self._take()) is not None:
+            deferral: Deferral | None = None
             try:
-                await self.acquire.visit(self.fetcher, row)
+                deferral = await self.acquire.visit(self.fetcher, row)
             finally:
                 async with self.changed:
+                    # On the heap before the visit is over: no idle worker may see nothing in
+                    # flight and nothing deferred in between, and stop.
+                    if deferral is not None:
+                        due = self.monotonic() + deferral.retry_after
+                        self.deferrals += 1
+                        heapq.heappush(self.deferred, (due, self.deferrals, deferral))
                     self.in_flight -= 1
                     self.changed.notify_all()
 
     async def _take(self) -> PageRow | None:
-        async with self.changed:
-            while True:
-                if not self.queue:
-                    self._claim()
-                if self.queue:
-                    self.in_flight += 1
-                    return self.queue.popleft()
-                if self.in_flight == 0:
-                    return None
-                await self.changed.wait()
+        while True:
+            async with self.changed:
+                while True:
+                    if not self.queue:
+                        self._claim()
+                    if self.queue:
+                        self.in_flight += 1
+                        return self.queue.popleft()
+                    if self.deferred and self.deferred[0][0] <= self.monotonic():
+                        self.in_flight += 1
+                        return heapq.heappop(self.deferred)[2].row
+                    if self.in_flight == 0 and not self.waiting:
+                        if not self.deferred:
+                            return None
+                        # Nothing in flight can discover or defer more: wait for the earliest.
+                        self.waiting = True
+                        delay = self.deferred[0][0] - self.monotonic()
+                        break
+                    await self.changed.wait()
+            try:
+                await self.sleep(delay)
+            finally:
+                async with self.changed:
+                    self.waiting = False
+                    self.changed.notify_all()
 
     def _claim(self) -> None:
         options = self.acquire.options
@@ -592,12 +718,32 @@ def _publish(
     return RunResult(name, summary, exit_code, text)
 
 
+class _SleepClock:
+    """A monotonic clock that a given sleep moves forward by what it was asked to sleep, for a
+    crawl given a sleep of its own (tests: one that returns at once) but no clock: a page put
+    off for a Retry-After is then due when that sleep says, not after real seconds of spinning.
+    Several sleeps at once may move it further than the real clock would; it never goes back."""
+
+    def __init__(self, sleep: Sleep) -> None:
+        self._sleep = sleep
+        self._ahead = 0.0
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self._ahead
+
+    async def sleep(self, seconds: float) -> None:
+        started = time.monotonic()
+        await self._sleep(seconds)
+        self._ahead += max(0.0, seconds - (time.monotonic() - started))
+
+
 def make_fetcher(
     options: CrawlOptions,
     scope: Scope,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    sleep: Callable[[float], Awaitable[None]] | None = None,
+    sleep: Sleep | None = None,
+    monotonic: Monotonic | None = None,
 ) -> Fetcher:
     """The crawl's fetcher, configured from the options."""
     kwargs: dict[str, object] = {}
@@ -605,6 +751,8 @@ def make_fetcher(
         kwargs["user_agent"] = options.user_agent
     if sleep is not None:
         kwargs["sleep"] = sleep
+    if monotonic is not None:
+        kwargs["monotonic"] = monotonic
     return Fetcher(
         transport=transport,
         policy=RetryPolicy(max_attempts=options.max_retries + 1),
@@ -636,12 +784,18 @@ def crawl(
     options: CrawlOptions,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    sleep: Callable[[float], Awaitable[None]] | None = None,
+    sleep: Sleep | None = None,
+    monotonic: Monotonic | None = None,
     clock: Clock = utc_now,
     show_progress: bool | None = None,
 ) -> RunResult:
     """Run one crawl from ``seeds``: acquire, then build; raises StateLocked if another run
-    holds the state."""
+    holds the state. ``sleep`` and ``monotonic`` (injectable for tests) pace the fetcher and
+    time the pages put off by a Retry-After; a ``sleep`` given alone moves the clock by what it
+    was asked to sleep (:class:`_SleepClock`)."""
+    if sleep is not None and monotonic is None:
+        timer = _SleepClock(sleep)
+        sleep, monotonic = timer.sleep, timer.monotonic
     normalized = _seeds(seeds)
     scope = Scope.from_seeds(normalized, options.allowed_hosts)
     with CrawlState.open(options.state) as state, RunReport("crawl", show_progress) as report:
@@ -663,8 +817,14 @@ def crawl(
             acquire.built = builder.queue.put
 
             async def go() -> None:
-                async with make_fetcher(options, scope, transport=transport, sleep=sleep) as f:
-                    await acquire.run(normalized, f)
+                fetcher = make_fetcher(
+                    options, scope, transport=transport, sleep=sleep, monotonic=monotonic
+                )
+                async with fetcher as f:
+                    await acquire.run(
+                        normalized, f, sleep=sleep or asyncio.sleep,
+                        monotonic=monotonic or time.monotonic,
+                    )  # fmt: skip
 
             try:
                 asyncio.run(go())

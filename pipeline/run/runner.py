@@ -72,15 +72,20 @@ def parse_inputs(
 
 
 def _fetch_and_parse(urls: list[str], timeout: float | None) -> Iterator[Parsed]:
-    from pipeline.acquire.fetch import Fetcher, FetchLimits
+    from pipeline.acquire.fetch import Fetcher, FetchLimits, RetryPolicy
     from pipeline.acquire.urls import Scope
 
     async def fetch_all() -> list[Parsed | Job]:
         limits = FetchLimits(read_timeout=timeout) if timeout else FetchLimits()
         # A redirect may not leave the hosts the user named (as in a crawl).
         scope = Scope.from_seeds(urls)
+        # No queue to put a page back on here: a Retry-After up to the cap is waited out inline.
+        policy = RetryPolicy(inline_wait_max=RetryPolicy().retry_after_cap)
         async with Fetcher(
-            limits=limits, allowed_hosts=scope.allows, allowed_address=scope.allows_address
+            policy=policy,
+            limits=limits,
+            allowed_hosts=scope.allows,
+            allowed_address=scope.allows_address,
         ) as fetcher:
             fetched: list[Parsed | Job] = []
             for url in urls:
