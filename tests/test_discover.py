@@ -364,6 +364,9 @@ def test_broken_sitemaps_are_parse_errors(body: bytes, reason: str) -> None:
         ("2024-05-01T10:30:15+0530", datetime(2024, 5, 1, 5, 0, 15, tzinfo=UTC)),
         ("2024-05-01 10:30:15", datetime(2024, 5, 1, 10, 30, 15, tzinfo=UTC)),
         ("2024-13-01", None),
+        ("9999-12-31T23:59:59-14:00", None),  # past the calendar's end in UTC (OverflowError)
+        ("0001-01-01T00:00:00Z", None),  # a placeholder, not a date
+        ("0999-01-01", None),
         ("yesterday", None),
         ("", None),
     ],

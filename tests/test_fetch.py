@@ -861,6 +861,8 @@ def test_bad_fetcher_settings_are_usage_errors(fake: FakeTime, kwargs: dict[str,
         ("Wednesday, 01-May-24 12:00:10 GMT", 10.0),
         ("soon", None),
         ("-5", None),
+        ("\u00b2", None),  # a superscript two: str.isdigit() says yes, float() says no
+        ("\u0663", None),  # an Arabic-Indic three
         ("", None),
         (None, None),
     ],

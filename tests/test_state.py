@@ -421,3 +421,13 @@ def test_closed_state_refuses_writes(tmp_path: Path) -> None:
     state.close()  # idempotent
     with pytest.raises(StateError, match="closed"):
         _add(state, 1)
+
+
+def test_times_before_the_year_1000_are_stored_in_a_form_they_are_read_back_from(
+    state: CrawlState,
+) -> None:
+    ancient = datetime(999, 1, 1, tzinfo=UTC)  # strftime's %Y would write "999-01-01"
+    state.add_discovered([Discovered(_url(1), "page", 0, None, ancient)], now=T0)
+    row = state.get(_url(1))
+    assert row is not None
+    assert row.sitemap_lastmod == ancient

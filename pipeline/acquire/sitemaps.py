@@ -167,6 +167,10 @@ _W3C_DATETIME = re.compile(
 )
 
 
+#: A lastmod outside these years is a placeholder (there were no sitemaps before 2005).
+_EARLIEST_YEAR, _LATEST_YEAR = 1990, 9000
+
+
 def parse_w3c_datetime(text: str) -> datetime | None:
     """Parse a W3C datetime (``2024``, ``2024-05``, ``2024-05-01``, ``2024-05-01T10:00:00+02:00``).
 
@@ -176,6 +180,8 @@ def parse_w3c_datetime(text: str) -> datetime | None:
     if match is None:
         return None
     year, month, day, hour, minute, second, fraction, zone = match.groups()
+    if not _EARLIEST_YEAR <= int(year) <= _LATEST_YEAR:
+        return None  # "0001-01-01" or "9999-12-31T23:59-14:00": a placeholder, not a date
     try:
         value = datetime(
             int(year),

@@ -211,7 +211,8 @@ class RunRow:
 def _to_db(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: the state stores aware (UTC) times only")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat pads the year to four digits (strftime's %Y does not on glibc: "1-01-01").
+    return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _opt_to_db(value: datetime | None) -> str | None:
@@ -223,7 +224,12 @@ def _parse_ts(text: str) -> datetime:
 
 
 def _from_db(text: str | None) -> datetime | None:
-    return None if text is None else _parse_ts(text)
+    if text is None:
+        return None
+    try:
+        return _parse_ts(text)
+    except ValueError:  # written by an older version that did not pad the year ("1-01-01")
+        return None
 
 
 def _now() -> datetime:
