@@ -126,6 +126,21 @@ class Settings(BaseSettings):
             raise ValueError(f"must be at most {MAX_INTERVAL.days} days")
         return value
 
+    @field_validator("out", "state", mode="before")
+    @classmethod
+    def _a_directory(cls, value: Any) -> Any:
+        if isinstance(value, str | Path) and not str(value).strip():
+            # Path("") is ".": the tables would land in whatever directory the run starts in.
+            raise ValueError("must name a directory (it is empty)")
+        return value
+
+    @field_validator("out", "state")
+    @classmethod
+    def _home(cls, value: Path) -> Path:
+        # "~/tables" given in quotes or from a file: the home directory, as a shell would
+        # read it (Polars would expand it and the lock would not).
+        return value.expanduser()
+
     @field_validator("rate")
     @classmethod
     def _sane_rate(cls, value: float) -> float:

@@ -498,6 +498,28 @@ def test_an_impossible_setting_is_a_usage_error_before_anything_runs(
     assert not state.exists(), "a bad setting must stop the run before it touches the state"
 
 
+@pytest.mark.parametrize("variable", ["PIPELINE_OUT", "PIPELINE_STATE"])
+def test_an_empty_directory_setting_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, "")  # Path("") is "." : the current directory
+    result = run("crawl", "http://127.0.0.1:9/")
+    assert result.exit_code == 2, result.stderr
+    assert "must name a directory" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_tilde_in_a_quoted_path_is_the_home_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    result = run("ingest", str(GOLDEN_PAGES[0]), "--out", "~/tables")
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "tables" / "parquet" / "procedures.parquet").exists()
+    assert not Path("~").exists()
+
+
 def test_a_config_that_is_not_a_regular_file_says_so() -> None:
     result = run("ingest", str(GOLDEN_PAGES[0]), "--config", "/dev/null")
     assert result.exit_code == 2
