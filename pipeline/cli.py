@@ -24,7 +24,8 @@ import click
 
 from pipeline.config import Settings, load_settings
 from pipeline.errors import (
-    DISK_FULL,
+    CANNOT_WRITE,
+    EXIT_BROKEN_PIPE,
     EXIT_FAILED,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -78,6 +79,15 @@ def _internal_error(exc: BaseException) -> None:
     _fail(f"internal error: {type(exc).__name__}: {exc} ({where})", EXIT_INTERNAL)
 
 
+def reader_went_away() -> None:
+    """stdout's reader closed the pipe (``pipeline parse DIR | head``): not an error of ours.
+    Exit as a process killed by SIGPIPE would (141), silently; stdout goes to /dev/null so
+    that the interpreter's final flush does not complain either."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_BROKEN_PIPE)
+
+
 def handle_errors(func: F) -> F:
     """Turn the pipeline's errors into one line on stderr and the SPEC exit code."""
 
@@ -104,11 +114,15 @@ def handle_errors(func: F) -> F:
                 )
             _fail("interrupted; nothing was written", EXIT_INTERRUPTED)
         except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+                _fail(f"cannot write the state database: {exc}", EXIT_FAILED)
             _fail(f"the state database is damaged: {exc}", EXIT_FAILED)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise  # click's own ways out: usage errors and exits it reports itself
+        except BrokenPipeError:
+            reader_went_away()
         except OSError as exc:
-            if exc.errno not in DISK_FULL:
+            if exc.errno not in CANNOT_WRITE:
                 _internal_error(exc)
             _fail(f"cannot write {exc.filename or 'a file'}: {exc.strerror}", EXIT_FAILED)
         except Exception as exc:
@@ -469,6 +483,8 @@ def run(args: list[str] | None = None) -> None:
         code = cli.main(args, prog_name="pipeline", standalone_mode=False)
     except click.Abort:  # what click makes of a KeyboardInterrupt
         interrupted()
+    except BrokenPipeError:  # while click wrote --help to a closed pipe
+        reader_went_away()
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

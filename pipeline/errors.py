@@ -46,8 +46,8 @@ Third-party exceptions are translated at the boundary that meets them and kept a
 (``raise FetchTimeout(...) from exc``), so callers only ever catch this tree.
 
 :func:`exit_code_of` says which exit code a run that ends with an exception has (SPEC.md:
-0 all good, 1 finished with rejects, 2 usage, 3 could not proceed, 4 unexpected, 130
-interrupted).
+0 all good, 1 finished with rejects, 2 usage, 3 could not proceed, 4 unexpected; and as for
+signals, 130 interrupted, 141 stdout's reader went away).
 """
 
 from __future__ import annotations
@@ -59,8 +59,11 @@ from typing import ClassVar, Literal
 EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERNAL = 0, 1, 2, 3, 4
 #: 128 + SIGINT, what a shell reports for a process ended by Ctrl-C (SIGTERM ends runs the same).
 EXIT_INTERRUPTED = 130
-#: Errors of a full disk or quota: the run could not proceed (exit 3), not a bug.
-DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+#: 128 + SIGPIPE: stdout's reader closed the pipe (``pipeline parse DIR | head``).
+EXIT_BROKEN_PIPE = 141
+#: Errors of the machine, not the pipeline: a full disk or quota, a read-only file system, a
+#: file the user may not write. The run could not proceed (exit 3), with the file named.
+CANNOT_WRITE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
 
 Stage = Literal["fetch", "parse", "validate", "write", "state", "usage"]
 #: What a page that is not a procedure page is instead (:class:`NotAProcedurePage`).
@@ -285,6 +288,8 @@ def exit_code_of(exc: BaseException) -> int:
         return EXIT_USAGE
     if isinstance(exc, PipelineError | sqlite3.DatabaseError):
         return EXIT_FAILED
-    if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+    if isinstance(exc, BrokenPipeError):
+        return EXIT_BROKEN_PIPE
+    if isinstance(exc, OSError) and exc.errno in CANNOT_WRITE:
         return EXIT_FAILED
     return EXIT_INTERNAL

@@ -141,3 +141,27 @@ def test_stale_temporary_files_are_swept(tmp_path: Path) -> None:
     assert not stale.exists()
     assert fresh.exists()
     assert archive.get(DIGEST) == BODY
+
+
+def test_an_archive_that_is_a_file_is_a_state_error(tmp_path: Path) -> None:
+    (tmp_path / "archive").write_bytes(b"not a directory")
+    with pytest.raises(StateError, match="not a directory"):
+        RawArchive.open(tmp_path / "archive")
+
+
+def test_an_archive_that_cannot_be_written_is_a_state_error(tmp_path: Path) -> None:
+    archive = RawArchive.open(tmp_path / "archive")
+    (tmp_path / "archive").mkdir()
+    (tmp_path / "archive" / "objects").write_bytes(b"")  # every write below it fails
+    with pytest.raises(StateError, match="cannot write the raw archive"):
+        archive.put(b"<p>page</p>")
+
+
+def test_an_object_that_cannot_be_read_is_missing_not_a_crash(tmp_path: Path) -> None:
+    archive = RawArchive(tmp_path / "archive")
+    digest = archive.put(b"<p>page</p>")
+    path = archive.path_of(digest)
+    path.unlink()
+    path.mkdir()  # a directory where the object should be: IsADirectoryError
+    with pytest.raises(ObjectMissing, match="cannot be read"):
+        archive.get(digest)

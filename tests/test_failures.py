@@ -566,6 +566,40 @@ def test_ctrl_c_while_click_reads_the_options_is_130_not_1(
     assert capsys.readouterr().err.strip() == "error: interrupted; nothing was written"
 
 
+def test_a_reader_that_closes_the_pipe_is_not_an_internal_error() -> None:
+    pages = str(SITE / "code" / "cpt4")
+    reader = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "parse", pages, pages, pages],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert reader.stdout is not None
+    assert reader.stderr is not None
+    reader.stdout.readline()  # `| head -1`
+    reader.stdout.close()
+    stderr = reader.stderr.read().decode()
+    assert reader.wait(timeout=60) == 141  # as a process killed by SIGPIPE
+    assert "internal error" not in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (OSError(errno.EROFS, "Read-only file system", "out/x"), 3),
+        (OSError(errno.EACCES, "Permission denied", "out/x"), 3),
+        (OSError(errno.ENOSPC, "No space left on device", "out/x"), 3),
+        (OSError(errno.EBADF, "Bad file descriptor"), 4),
+        (WriteError("cannot publish"), 3),
+        (KeyboardInterrupt(), 130),
+        (ValueError("a bug"), 4),
+    ],
+)
+def test_exit_codes_of_the_errors_a_run_can_end_with(error: BaseException, code: int) -> None:
+    from pipeline.errors import exit_code_of
+
+    assert exit_code_of(error) == code
+
+
 def test_the_entry_point_imports_neither_the_parser_nor_the_models() -> None:
     probe = "import sys, pipeline.launch; print(sorted(m for m in sys.modules if 'pipeline.' in m))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -105,8 +105,30 @@ class RawArchive:
 
     # --- writing -----------------------------------------------------------------------------
 
+    @classmethod
+    def open(
+        cls, root: Path | str, *, level: int = COMPRESS_LEVEL, durable: bool = False
+    ) -> RawArchive:
+        """The archive at ``root`` for a run: StateError if something else stands there."""
+        archive = cls(root, level=level, durable=durable)
+        for folder in (archive.root, archive.objects):
+            if folder.exists() and not folder.is_dir():
+                raise StateError(f"the raw archive {folder} is not a directory; move it away")
+        return archive
+
     def put(self, body: bytes, *, content_type: str | None = None, url: str | None = None) -> str:
-        """Store ``body`` (once) and its sidecar (once); return its hash."""
+        """Store ``body`` (once) and its sidecar (once); return its hash.
+
+        Raises StateError when the archive cannot be written (read-only, full, not a
+        directory): the run cannot go on without keeping what it fetches.
+        """
+        try:
+            return self._put(body, content_type, url)
+        except OSError as exc:
+            where = exc.filename or self.root
+            raise StateError(f"cannot write the raw archive: {where}: {exc.strerror}") from exc
+
+    def _put(self, body: bytes, content_type: str | None, url: str | None) -> str:
         digest = content_hash(body)
         path = self.path_of(digest)
         if not path.exists():
@@ -155,6 +177,10 @@ class RawArchive:
             stored = path.read_bytes()
         except FileNotFoundError:
             raise ObjectMissing(f"no archived body {digest}", source=str(path)) from None
+        except OSError as exc:  # unreadable, or a file where a directory should be
+            raise ObjectMissing(
+                f"archived body {digest} cannot be read: {exc.strerror}", source=str(path)
+            ) from exc
         try:
             body = gzip.decompress(stored)
         except (OSError, EOFError, zlib.error) as exc:

@@ -799,7 +799,7 @@ def crawl(
     normalized = _seeds(seeds)
     scope = Scope.from_seeds(normalized, options.allowed_hosts)
     with CrawlState.open(options.state) as state, RunReport("crawl", show_progress) as report:
-        archive = RawArchive(options.state / ARCHIVE_NAME)
+        archive = RawArchive.open(options.state / ARCHIVE_NAME)
         started = clock()
         run_id = state.begin_run(started)
         name = run_name("crawl", run_id, started)
@@ -840,7 +840,7 @@ def reparse(
 ) -> RunResult:
     """Rebuild every table from the raw archive with the current parser; no network."""
     with CrawlState.open(options.state) as state, RunReport("reparse", show_progress) as report:
-        archive = RawArchive(options.state / ARCHIVE_NAME)
+        archive = RawArchive.open(options.state / ARCHIVE_NAME)
         if next(state.to_build(PARSER_VERSION, everything=True), None) is None:
             # Rebuilding from nothing would publish empty tables over the current ones.
             raise StateError(
