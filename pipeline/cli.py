@@ -472,6 +472,15 @@ def schema_cmd(directory: Path) -> None:
         click.echo(str(path))
 
 
+def _wants_json(args: list[str]) -> bool:
+    """Whether the command line asks for JSON lines, read before click could parse it."""
+    for i, arg in enumerate(args):
+        following = args[i + 1 : i + 2]
+        if arg == "--log-format=json" or (arg == "--log-format" and following == ["json"]):
+            return True
+    return os.environ.get("PIPELINE_LOG_FORMAT") == "json"
+
+
 def run(args: list[str] | None = None) -> None:
     """Run the command line and exit with its code (:func:`pipeline.launch.main` calls this).
 
@@ -486,6 +495,9 @@ def run(args: list[str] | None = None) -> None:
     except BrokenPipeError:  # while click wrote --help to a closed pipe
         reader_went_away()
     except click.ClickException as exc:
+        if _wants_json(sys.argv[1:] if args is None else args):
+            _json_errors.set(True)
+            _fail(exc.format_message(), exc.exit_code)
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:

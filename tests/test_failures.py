@@ -566,6 +566,27 @@ def test_ctrl_c_while_click_reads_the_options_is_130_not_1(
     assert capsys.readouterr().err.strip() == "error: interrupted; nothing was written"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["crawl", "--bogus", "--log-format", "json"],
+        ["crawl", "http://127.0.0.1:9/", "--rate", "abc", "--log-format=json"],
+        ["parse", "--log-format", "json"],  # a missing argument
+    ],
+)
+def test_click_usage_errors_are_json_when_json_is_asked_for(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import run as run_cli
+
+    with pytest.raises(SystemExit) as exited:
+        run_cli(args)
+    assert exited.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    error = json.loads(line)
+    assert (error["event"], error["exit_code"]) == ("error", 2)
+
+
 def test_a_reader_that_closes_the_pipe_is_not_an_internal_error() -> None:
     pages = str(SITE / "code" / "cpt4")
     reader = subprocess.Popen(
