@@ -161,19 +161,25 @@ def parse_cmd(
     """Parse pages (files, directories, URLs) and print one JSON record per line.
 
     A page that cannot be parsed gets one line on stderr with its path and reason. Exits 1 at
-    the end if any page was rejected, else 0. Writes nothing.
+    the end if any page was rejected, else 0; 3 if none of the URLs given answered. Writes
+    nothing.
     """
-    from pipeline.run.runner import parse_inputs
+    from pipeline.run.runner import Reach, parse_inputs
 
     out = sys.stdout
     rejected = 0
+    reach = Reach()
     for source, outcome in parse_inputs(list(inputs), timeout=timeout, url=url, workers=workers):
+        reach.count(outcome)
         if isinstance(outcome, PipelineError):
             rejected += 1
             click.echo(f"{source}: {outcome.stage}: {outcome.kind}: {outcome}", err=True)
         else:
             out.write(outcome.model_dump_json() + "\n")
     out.flush()
+    could_not_proceed = reach.nothing_reached()
+    if could_not_proceed:
+        _fail(could_not_proceed, EXIT_FAILED)
     sys.exit(EXIT_REJECTS if rejected else EXIT_OK)
 
 

@@ -159,6 +159,23 @@ def test_pages_written_while_the_clock_was_ahead_are_due_and_said(tmp_path: Path
     assert "warning" not in json.loads(status.stdout)
 
 
+def test_ingest_or_parse_of_urls_none_of_which_answer_could_not_proceed(tmp_path: Path) -> None:
+    port = _closed_port()
+    urls = [f"http://127.0.0.1:{port}/a", f"http://127.0.0.1:{port}/b"]
+    ingested = run("ingest", *urls, "--out", str(tmp_path / "out"), "--no-progress")
+    assert ingested.exit_code == 3, ingested.stderr  # not 1, "finished with some rejects"
+    assert "nothing could be fetched: 2 requests" in ingested.stderr
+    assert "fetched" not in ingested.stderr.splitlines()[-3]  # the summary counts no fetch
+    rejects = pl.read_parquet(tmp_path / "out" / "parquet" / "rejects.parquet")
+    assert rejects.height == 2  # and both are in the rejects
+    parsed = run("parse", *urls)
+    assert parsed.exit_code == 3
+    assert parsed.stderr.splitlines()[-1].startswith("error: nothing could be fetched")
+    with FaultServer({"/gone": Route("", status=404)}) as server:  # an answer, if a 404
+        answered = run("parse", server.url("/gone"), urls[0])
+    assert answered.exit_code == 1
+
+
 def test_an_emptied_state_is_an_error_not_a_new_state(tmp_path: Path) -> None:
     out, state = _demo_crawl(tmp_path)
     before = pl.read_parquet(out / "parquet" / "procedures.parquet").height

@@ -62,7 +62,7 @@ from pipeline.extract.page import PARSER_VERSION, Extraction
 from pipeline.load.write import TableWriter
 from pipeline.run.build import Job, build_all
 from pipeline.run.progress import LOG, RunReport
-from pipeline.run.runner import iter_parsed
+from pipeline.run.runner import Reach, iter_parsed
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
@@ -880,11 +880,24 @@ def ingest(
     ):
         sink = _Sink(writer, report, clock)
         report.stage("parse", count_inputs(inputs) if report.showing else 0)
+        reach = Reach()
         for parsed in iter_parsed(inputs, timeout=timeout, workers=workers):
-            report.add("fetched")
+            reach.count(parsed.outcome)
+            if not isinstance(parsed.outcome, FetchError):
+                report.add("fetched")
             sink.outcome(
                 parsed.outcome, parsed.source, parsed.digest or "", parsed.fetched_at, None
             )
             report.advance("parse")
-        exit_code = sink.publish()
-        return RunResult(run_id, report.summary(), exit_code, report.summary_text())
+        could_not_proceed = reach.nothing_reached()
+        if could_not_proceed:
+            LOG.error(
+                "run %s could not proceed: %s", run_id, could_not_proceed,
+                extra=_fields("could_not_proceed", run_id=run_id, reason=could_not_proceed),
+            )  # fmt: skip
+        exit_code = sink.publish(could_not_proceed is not None)
+        summary, text = report.summary(), report.summary_text()
+        if could_not_proceed:
+            summary["could_not_proceed"] = could_not_proceed
+            text += f"\n  {could_not_proceed}"
+        return RunResult(run_id, summary, exit_code, text)

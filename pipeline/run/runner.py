@@ -9,13 +9,14 @@ nothing here prints.
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from pipeline.acquire.sources import check_inputs, expand_paths, is_url, source_of
-from pipeline.errors import PipelineError, UsageError
+from pipeline.errors import FetchError, PipelineError, UsageError
 from pipeline.extract.page import Extraction
 from pipeline.models import Procedure
 from pipeline.run.build import Job, build_all
@@ -32,6 +33,32 @@ class Parsed:
     outcome: Extraction | PipelineError
     digest: str | None = None
     fetched_at: datetime | None = None
+
+
+@dataclass
+class Reach:
+    """Whether a run reached anything: inputs tried and inputs answered (a file read, any
+    HTTP answer that is not a transient failure: a 404 or a redirect is an answer, a refused
+    connection, a timeout or a 503 is not). A run over URLs none of which answered could not
+    proceed (exit 3), whatever it rejected."""
+
+    tried: int = 0
+    answered: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+
+    def count(self, outcome: object) -> None:
+        self.tried += 1
+        if isinstance(outcome, FetchError) and outcome.transient:
+            self.failures[outcome.kind] += 1
+        else:
+            self.answered += 1
+
+    def nothing_reached(self) -> str | None:
+        """Why the run reached nothing, or None if it reached something (or tried nothing)."""
+        if not self.tried or self.answered:
+            return None
+        kinds = ", ".join(f"{kind} {n}" for kind, n in self.failures.most_common())
+        return f"nothing could be fetched: {self.tried} requests, no answer ({kinds})"
 
 
 def iter_parsed(
