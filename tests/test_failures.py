@@ -310,6 +310,27 @@ def test_a_cut_http10_page_does_not_replace_the_good_row(tmp_path: Path) -> None
     assert tables["steps"].height > 0
 
 
+def test_a_gone_page_that_comes_back_as_304_is_returned(tmp_path: Path) -> None:
+    """410, then the server answers the old ETag with 304: the page is back in the tables."""
+    from datetime import timedelta
+
+    options = crawl_options(tmp_path, refresh_after=timedelta(0), max_depth=0)
+    url_path = "/code/cpt4/45378-colonoscopy"
+    with FaultServer({"/robots.txt": robots("User-agent: *\n")}) as server:
+        seed = [server.url(url_path)]
+        server.routes[url_path] = Route(_page("45378"), etag='"v1"')
+        assert crawl(seed, options, sleep=instant, show_progress=False).exit_code == 0
+        server.routes[url_path] = Route("", status=410)
+        crawl(seed, options, sleep=instant, show_progress=False)
+        assert _table(options.out, "procedures")["gone"].to_list() == [True]
+        server.routes[url_path] = Route(_page("45378"), etag='"v1"')  # 304 to If-None-Match
+        back = crawl(seed, options, sleep=instant, show_progress=False)
+    assert back.exit_code == 0, back.text
+    assert _table(options.out, "procedures")["gone"].to_list() == [False]
+    changes = _table(options.out, "changes")["change"].to_list()
+    assert changes[-1] == "returned", changes
+
+
 def _table(out: Path, name: str) -> pl.DataFrame:
     return pl.read_parquet(out / "parquet" / f"{name}.parquet")
 

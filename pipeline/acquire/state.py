@@ -472,10 +472,13 @@ class CrawlState:
         )
 
     def record_unchanged(self, url: str, fetched_at: datetime) -> None:
-        """A 304, or a 200 whose body has the hash already stored."""
+        """A 304, or a 200 whose body has the hash already stored. A page that was gone is
+        back: built again, so that the tables say it returned."""
         self._update_page(
             url,
-            "status = CASE WHEN status = 'rejected' THEN status ELSE 'unchanged' END,"
+            "built_hash = CASE WHEN status = 'gone' THEN NULL ELSE built_hash END,"
+            " unpublished = CASE WHEN status = 'gone' THEN 1 ELSE unpublished END,"
+            " status = CASE WHEN status = 'rejected' THEN status ELSE 'unchanged' END,"
             " attempts = 0,"
             " last_error = CASE WHEN status = 'rejected' THEN last_error END,"
             " error_stage = CASE WHEN status = 'rejected' THEN error_stage END,"
@@ -495,10 +498,12 @@ class CrawlState:
         )
 
     def record_gone(self, url: str, status: int, at: datetime) -> None:
-        """404 or 410: the page no longer exists."""
+        """404 or 410: the page no longer exists. Its validators are dropped: if it comes
+        back, it is fetched in full."""
         self._update_page(
             url,
             "status = 'gone', unpublished = 1, attempts = 0, last_status = :status,"
+            " etag = NULL, last_modified = NULL,"
             " last_error = NULL, error_stage = NULL, error_kind = NULL,"
             " last_attempt = :at, next_due = NULL",
             {"status": status, "at": _to_db(at)},
