@@ -331,6 +331,23 @@ def test_a_gone_page_that_comes_back_as_304_is_returned(tmp_path: Path) -> None:
     assert changes[-1] == "returned", changes
 
 
+def test_a_page_that_redirects_takes_its_code_from_where_it_landed(tmp_path: Path) -> None:
+    """/code/cpt4/22212-x redirects to 11042's page (which names its code only in its URL):
+    the record is 11042's, not a row (CPT, 22212) holding 11042's content."""
+    options = crawl_options(tmp_path, max_depth=0)
+    routes = {"/robots.txt": robots("User-agent: *\n"),
+              "/code/cpt4/22212-x": Route("", fault=Redirect("/code/cpt4/11042-debridement")),
+              "/code/cpt4/11042-debridement": Route(_page("11042"))}  # fmt: skip
+    with FaultServer(routes) as server:
+        result = crawl([server.url("/code/cpt4/22212-x")], options, sleep=instant,
+                       show_progress=False)  # fmt: skip
+    assert result.exit_code == 0, result.text
+    assert _table(options.out, "procedures")["code"].to_list() == ["11042"]
+    # reparse reads where it landed from the state
+    assert run("reparse", "--state", str(options.state), "--out", str(options.out)).exit_code == 0
+    assert _table(options.out, "procedures")["code"].to_list() == ["11042"]
+
+
 def _table(out: Path, name: str) -> pl.DataFrame:
     return pl.read_parquet(out / "parquet" / f"{name}.parquet")
 

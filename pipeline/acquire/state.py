@@ -124,6 +124,11 @@ _MIGRATIONS: list[tuple[str, ...]] = [
         # Built by an unknown parser version: built again by the next run.
         "UPDATE pages SET built_hash = content_hash WHERE status IN ('fetched', 'unchanged')",
     ),
+    (
+        # 3 -> 4: where a page's last fetch ended after redirects (NULL: where it was asked
+        # for). Its code is read from there, not from the URL that redirected.
+        "ALTER TABLE pages ADD COLUMN final_url TEXT",
+    ),
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 #: The schema version from which a page's error stage and kind have columns of their own.
@@ -133,7 +138,8 @@ _TYPED_ERRORS = 3
 _PAGE_COLUMNS = (
     "url, kind, depth, status, attempts, last_status, last_error, etag, last_modified, "
     "content_hash, first_seen, last_attempt, last_fetched, last_changed, next_due, "
-    "sitemap_lastmod, discovered_from, error_stage, error_kind, built_hash, built_version"
+    "sitemap_lastmod, discovered_from, error_stage, error_kind, built_hash, built_version, "
+    "final_url"
 )
 
 
@@ -183,6 +189,7 @@ class PageRow:
     error_kind: str | None = None
     built_hash: str | None = None
     built_version: str | None = None
+    final_url: str | None = None
 
     @classmethod
     def from_db(cls, row: sqlite3.Row) -> PageRow:
@@ -451,11 +458,14 @@ class CrawlState:
         content_hash: str,
         fetched_at: datetime,
         changed: bool,
+        final_url: str | None = None,
     ) -> None:
-        """A successful fetch whose body is in the archive under ``content_hash``."""
+        """A successful fetch whose body is in the archive under ``content_hash``;
+        ``final_url`` is where redirects led, if anywhere else."""
         self._update_page(
             url,
             "status = 'fetched', unpublished = 1, attempts = 0, last_status = :status,"
+            " final_url = :final_url,"
             " last_error = NULL, error_stage = NULL, error_kind = NULL,"
             " etag = :etag, last_modified = :last_modified, content_hash = :hash,"
             " last_attempt = :at, last_fetched = :at, next_due = NULL,"
@@ -468,6 +478,7 @@ class CrawlState:
                 "hash": content_hash,
                 "at": _to_db(fetched_at),
                 "changed": changed,
+                "final_url": final_url if final_url != url else None,
             },
         )
 

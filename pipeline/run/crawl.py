@@ -389,10 +389,11 @@ class _Acquire:
             return
         self._record_fetch(row, result, digest)
         if self.built is not None:
+            moved = result.final_url if result.final_url != row.url else None
             self.built(
                 replace(
                     row, content_hash=digest, status="fetched", last_status=result.status,
-                    last_fetched=result.fetched_at,
+                    last_fetched=result.fetched_at, final_url=moved,
                 )
             )  # fmt: skip
 
@@ -405,6 +406,7 @@ class _Acquire:
             content_hash=digest,
             fetched_at=result.fetched_at,
             changed=digest != row.content_hash,
+            final_url=result.final_url,
         )
 
     def _sitemap(self, row: PageRow, result: FetchResult) -> None:
@@ -579,12 +581,12 @@ def _build(
             dispatched.add((row.url, row.content_hash))
             rows.append(row)
             sink.report.grow("build")
-            yield Job(row.url, digest=row.content_hash, archive=root)
+            yield Job(row.url, digest=row.content_hash, archive=root, url=row.final_url)
         for row in state.to_build(PARSER_VERSION, everything=everything):
             if (row.url, row.content_hash) not in dispatched:
                 rows.append(row)
                 sink.report.grow("build")
-                yield Job(row.url, digest=row.content_hash, archive=root)
+                yield Job(row.url, digest=row.content_hash, archive=root, url=row.final_url)
 
     built: list[BuiltPage] = []
     for job, result in build_all(jobs(), workers=workers):

@@ -122,7 +122,8 @@ def _fetch_and_parse(urls: list[str], timeout: float | None) -> Iterator[Parsed]
                     exc.source = url
                     fetched.append(Parsed(url, exc))
                     continue
-                fetched.append(Job(url, body=got.body, charset=got.charset))
+                # The code is read from where redirects led, the source stays what was asked.
+                fetched.append(Job(url, body=got.body, charset=got.charset, url=got.final_url))
                 fetch_times[url] = got.fetched_at
             return fetched
 
