@@ -348,6 +348,20 @@ def test_a_page_that_redirects_takes_its_code_from_where_it_landed(tmp_path: Pat
     assert _table(options.out, "procedures")["code"].to_list() == ["11042"]
 
 
+def test_a_sitemap_that_fails_is_not_an_all_good_run(tmp_path: Path) -> None:
+    """The sitemap is the only way to the pages and answers 503: the home page was reached,
+    so the run proceeded, but it lost what the sitemap lists; it says so and exits 1."""
+    options = crawl_options(tmp_path, max_retries=0)
+    routes = {"/robots.txt": robots("User-agent: *\nSitemap: /sitemap.xml\n"),
+              "/": Route("<html><body><h1>Welcome</h1></body></html>"),
+              "/sitemap.xml": Route("", status=503)}  # fmt: skip
+    with FaultServer(routes) as server:
+        result = crawl([server.url("/")], options, sleep=instant, show_progress=False)
+    assert result.exit_code == 1, result.text
+    assert result.summary["failed"] == 1
+    assert "/sitemap.xml could not be fetched (retryable_status)" in result.text
+
+
 def _table(out: Path, name: str) -> pl.DataFrame:
     return pl.read_parquet(out / "parquet" / f"{name}.parquet")
 

@@ -339,8 +339,13 @@ class _Acquire:
 
     def _count_failure(self, row: PageRow, kind: str) -> None:
         self.failures[kind] += 1
-        if row.kind == "page":
-            self.report.add("failed")
+        self.report.add("failed")  # the run exits 1, not "all good"
+        if row.kind != "page":
+            # Not a page, so not a reject row: the summary says what its loss means.
+            self.report.warn(
+                f"the {row.kind} {row.url} could not be fetched ({kind}): the pages it lists "
+                "were not discovered through it in this run"
+            )
 
     def abandon(self, deferral: Deferral) -> None:
         """A deferred page the run ends without visiting again: it counts as failed (the state
