@@ -277,6 +277,8 @@ def test_a_damaged_archive_object_is_fetched_again_and_rewritten(tmp_path: Path)
         victim.write_bytes(b"not gzip at all")
         damaged = reparse(options, show_progress=False)
         assert damaged.summary["rejected_by_reason"] == {"raw_page_lost": 1}
+        status = run("status", "--state", str(options.state), "--json")  # says the same
+        assert json.loads(status.stdout)["rejects_by_reason"] == {"raw_page_lost": 1}
         # The next crawl fetches that page again in full (no 304 for lost bytes) and archives it.
         again = crawl([server.origin + "/"], options, show_progress=False)
         assert again.exit_code == 0, again.text

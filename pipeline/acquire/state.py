@@ -498,14 +498,16 @@ class CrawlState:
             {"at": _to_db(fetched_at)},
         )
 
-    def forget_body(self, url: str, at: datetime) -> None:
+    def forget_body(self, url: str, at: datetime, reason: str = "raw page lost") -> None:
         """The page's archived bytes are lost: fetch it again in full, now (no validators, so
-        the server cannot answer 304 for bytes the archive no longer has)."""
+        the server cannot answer 304 for bytes the archive no longer has). Until then it is a
+        ``raw_page_lost`` reject, as the tables say."""
         self._update_page(
             url,
             "content_hash = NULL, built_hash = NULL, etag = NULL, last_modified = NULL,"
-            " next_due = :at",
-            {"at": _to_db(at)},
+            " next_due = :at, status = 'rejected', error_stage = 'parse',"
+            " error_kind = 'raw_page_lost', last_error = :reason",
+            {"at": _to_db(at), "reason": reason},
         )
 
     def record_gone(self, url: str, status: int, at: datetime) -> None:

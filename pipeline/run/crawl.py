@@ -609,7 +609,7 @@ def _build(
             built.append(BuiltPage(row.url, digest, outcome.stage, outcome.kind, outcome.reason))
             if isinstance(outcome, RawPageLost):
                 archive.discard(digest)
-                state.forget_body(row.url, clock())
+                state.forget_body(row.url, clock(), outcome.reason)
         if row.status == "gone":
             sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
         sink.report.advance("build")
