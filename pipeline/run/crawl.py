@@ -60,6 +60,7 @@ from pipeline.errors import (
 )
 from pipeline.extract.page import PARSER_VERSION, Extraction
 from pipeline.load.write import TableWriter
+from pipeline.run import loop
 from pipeline.run.build import Job, build_all
 from pipeline.run.progress import LOG, RunReport
 from pipeline.run.runner import Reach, iter_parsed
@@ -834,7 +835,7 @@ def crawl(
                     )  # fmt: skip
 
             try:
-                asyncio.run(go())
+                loop.run(go())
             except BaseException:
                 builder.abort()
                 raise

@@ -8,7 +8,6 @@ nothing here prints.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pipeline.acquire.sources import check_inputs, expand_paths, is_url, source_
 from pipeline.errors import FetchError, PipelineError, UsageError
 from pipeline.extract.page import Extraction
 from pipeline.models import Procedure
+from pipeline.run import loop
 from pipeline.run.build import Job, build_all
 
 Outcome = Procedure | PipelineError
@@ -128,7 +128,7 @@ def _fetch_and_parse(urls: list[str], timeout: float | None) -> Iterator[Parsed]
             return fetched
 
     fetch_times: dict[str, datetime] = {}
-    fetched = asyncio.run(fetch_all())
+    fetched = loop.run(fetch_all())
     built = build_all(item for item in fetched if isinstance(item, Job))
     for item in fetched:
         if isinstance(item, Parsed):
