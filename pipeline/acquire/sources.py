@@ -59,7 +59,8 @@ def expand_paths(inputs: Iterable[str]) -> Iterator[Path]:
     Under a directory, every entry whose name ends like a page and that is not itself a
     directory is yielded, even when it cannot be read (a dangling symlink, a FIFO): reading it
     then rejects it with a reason, so nothing a user put there vanishes without a trace.
-    Symlinked subdirectories are followed, each real directory once (a link loop ends).
+    Symlinked subdirectories are followed, each real directory once (a link loop ends), but
+    not into /proc, /sys or /dev.
     """
     for item in inputs:
         path = Path(item)
@@ -74,19 +75,47 @@ def count_inputs(inputs: Iterable[str]) -> int:
     return sum(1 if is_url(item) else sum(1 for _ in expand_paths([item])) for item in inputs)
 
 
+#: Symbolic links into these are not followed: pseudo file systems (``/proc/self/root`` is "/").
+_NOT_FOLLOWED = (Path("/proc"), Path("/sys"), Path("/dev"))
+
+
 def _page_entries(root: Path) -> Iterator[Path]:
+    """Page files under ``root``, depth first. A symlinked directory is walked unless it
+    leads to a directory already walked (a loop) or into /proc, /sys or /dev (then it is
+    yielded itself, so that reading it rejects it with a reason)."""
     seen: set[tuple[int, int]] = set()
-    for top, dirs, files in os.walk(root, followlinks=True):
+    stack = [root]
+    while stack:
+        top = stack.pop()
         info = os.stat(top)
         if (info.st_dev, info.st_ino) in seen:
-            dirs[:] = []
-            continue
+            continue  # walked already: nothing new down there
         seen.add((info.st_dev, info.st_ino))
-        base = Path(top)
-        # os.walk lists a dangling symlink among the files, and a link to a directory among
-        # the directories (walked); so every name here is a file, a FIFO, a socket or a
-        # broken link.
-        yield from (base / name for name in files if Path(name).suffix.lower() in PAGE_SUFFIXES)
+        try:
+            entries = list(os.scandir(top))
+        except OSError:
+            yield top  # unreadable: reading it says why
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if _is_dir(entry):
+                if entry.is_symlink() and _pseudo(Path(os.path.realpath(path))):
+                    yield path
+                else:
+                    stack.append(path)
+            elif path.suffix.lower() in PAGE_SUFFIXES:
+                yield path  # a file, or a FIFO, socket or dangling link: read_page decides
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()  # follows symbolic links
+    except OSError:
+        return False
+
+
+def _pseudo(real: Path) -> bool:
+    return real == Path("/") or any(real.is_relative_to(p) for p in _NOT_FOLLOWED)
 
 
 #: Control characters are shown escaped in a page's source (a newline in a file name must not
@@ -106,6 +135,11 @@ def source_of(path: Path) -> str:
 def read_page(path: Path) -> RawPage:
     """Read one page file; raises a ParseError for a file too large or unreadable."""
     source = source_of(path)
+    if path.is_dir():
+        raise ParseError(
+            "a directory not walked (a link into /proc, /sys, /dev or /, or unreadable)",
+            source=source,
+        )
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; only regular files are read,
         # and never more than the limit (a device such as /dev/zero has no size to check).
