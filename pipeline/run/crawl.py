@@ -366,7 +366,7 @@ class _Acquire:
         if not self.attempted or self.reached:
             return None
         kinds = ", ".join(f"{kind} {count}" for kind, count in self.failures.most_common())
-        return f"nothing could be fetched: {self.attempted} requests, no answer ({kinds})"
+        return f"nothing could be fetched: {self.attempted} requests, not one page ({kinds})"
 
     async def _fetched(self, row: PageRow, result: FetchResult) -> None:
         if result.not_modified:
