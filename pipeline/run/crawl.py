@@ -69,6 +69,8 @@ Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
 Monotonic = Callable[[], float]
 
+#: Sitemaps and listings that failed named one by one in the summary; past that, one line.
+_NAMED_LOSSES = 10
 #: How far a Retry-After may put a page off when the run has no refresh interval.
 MAX_PUT_OFF = timedelta(days=7)
 
@@ -227,6 +229,8 @@ class _Acquire:
         #: Requests sent per page in this run: a page visited again after a Retry-After gets
         #: what is left of the policy's attempts, never a fresh set.
         self.spent: Counter[str] = Counter()
+        #: Sitemaps and listings that could not be fetched in this run.
+        self.lost_navigation = 0
 
     def discover(
         self,
@@ -342,11 +346,16 @@ class _Acquire:
         self.failures[kind] += 1
         self.report.add("failed")  # the run exits 1, not "all good"
         if row.kind != "page":
-            # Not a page, so not a reject row: the summary says what its loss means.
-            self.report.warn(
-                f"the {row.kind} {row.url} could not be fetched ({kind}): the pages it lists "
-                "were not discovered through it in this run"
-            )
+            # Not a page, so not a reject row: the summary says what its loss means (the
+            # first few by name, the log has every one).
+            self.lost_navigation += 1
+            if self.lost_navigation <= _NAMED_LOSSES:
+                self.report.warn(
+                    f"the {row.kind} {row.url} could not be fetched ({kind}): the pages it "
+                    "lists were not discovered through it in this run"
+                )
+            elif self.lost_navigation == _NAMED_LOSSES + 1:
+                self.report.warn("more sitemaps or listings could not be fetched: see the log")
 
     def abandon(self, deferral: Deferral) -> None:
         """A deferred page the run ends without visiting again: it counts as failed (the state
