@@ -1,8 +1,11 @@
 """The command line: ``pipeline parse | ingest | crawl | reparse | status | demo | schema``.
 
-Exit codes (SPEC.md): 0 all good; 1 finished, some pages rejected; 2 usage or configuration
-error; 3 the run could not proceed (another run holds the lock, state unreadable, output not
-writable). Every error a user can cause is one line on stderr, never a traceback.
+Exit codes (:mod:`pipeline.errors`): 0 all good; 1 finished, some pages rejected or failed;
+2 usage or configuration error; 3 the run could not proceed (another run holds the lock, state
+unreadable, output or disk not writable, nothing reached); 4 an unexpected error (one line, the
+traceback in a crash file); 130 interrupted (Ctrl-C, SIGTERM); 141 stdout's reader went away.
+Every error a user can cause is one line on stderr (JSON with ``--log-format json``), never a
+traceback.
 """
 
 from __future__ import annotations
