@@ -176,6 +176,20 @@ def test_ingest_or_parse_of_urls_none_of_which_answer_could_not_proceed(tmp_path
     assert answered.exit_code == 1
 
 
+def test_a_published_table_file_that_went_missing_is_an_error_not_an_empty_table(
+    tmp_path: Path,
+) -> None:
+    out, state = _demo_crawl(tmp_path)
+    steps = out / "current" / "parquet" / "steps.parquet"
+    steps.unlink()
+    for args in (["reparse", "--state", str(state)], ["ingest", str(GOLDEN_PAGES[0])]):
+        result = run(*args, "--out", str(out), "--no-progress")
+        assert result.exit_code == 3, result.stderr
+        assert "steps.parquet is missing" in result.stderr
+    assert not steps.exists()  # nothing published over it
+    assert pl.read_csv(out / "current" / "csv" / "steps.csv").height > 0
+
+
 def test_an_emptied_state_is_an_error_not_a_new_state(tmp_path: Path) -> None:
     out, state = _demo_crawl(tmp_path)
     before = pl.read_parquet(out / "parquet" / "procedures.parquet").height

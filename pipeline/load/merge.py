@@ -113,6 +113,15 @@ class MergePlan:
         """The published table of the previous version (empty before the first)."""
         path = None if self.old_dir is None else self.old_dir / "parquet" / f"{spec.name}.parquet"
         if path is None or not path.exists():
+            if self.old_dir is not None and (
+                (self.old_dir / "csv" / f"{spec.name}.csv").exists() or spec is T.PROCEDURES
+            ):
+                # Published with this table (its CSV twin is there), now without: a merge
+                # would publish it empty, and the pages count as unchanged, for good.
+                raise WriteError(
+                    f"the published table {path} is missing: restore it, or run "
+                    "`pipeline reparse` into an empty --out to rebuild every table"
+                )
             return spec.empty().lazy()
         return _conform(_upgrade(pl.scan_parquet(path), spec), spec)
 
