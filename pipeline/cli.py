@@ -215,10 +215,23 @@ def _common(func: F) -> F:
     return func
 
 
+class _Directory(click.Path):
+    """A directory option: an empty value is an error (``Path("")`` would be the current
+    directory, and the tables or the state would land wherever the run starts)."""
+
+    def __init__(self) -> None:
+        super().__init__(file_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("must name a directory (it is empty)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def _out_option(func: F) -> F:
     return click.option(
         "--out",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=_Directory(),
         default=None,
         help="Output directory of the tables [default: output].",
     )(func)
@@ -227,7 +240,7 @@ def _out_option(func: F) -> F:
 def _state_option(func: F) -> F:
     return click.option(
         "--state",
-        type=click.Path(file_okay=False, path_type=Path),
+        type=_Directory(),
         default=None,
         help="State directory: crawl database and raw archive [default: state].",
     )(func)
@@ -459,8 +472,16 @@ def demo_cmd(site: Path | None, port: int, **options: Any) -> None:
 
 
 def _require_state(state: Path) -> None:
-    if not (state / "state.sqlite3").exists():
-        raise UsageError(f"no crawl state in {state}; run `pipeline crawl` first or pass --state")
+    from pipeline.acquire.state import ARCHIVE_NAME
+
+    if (state / "state.sqlite3").exists():
+        return
+    if (state / ARCHIVE_NAME).exists():  # the database went away, the pages did not
+        raise StateError(
+            f"{state} holds a raw archive but no state database: restore state.sqlite3, or "
+            "crawl into a new --state"
+        )
+    raise UsageError(f"no crawl state in {state}; run `pipeline crawl` first or pass --state")
 
 
 @cli.command("schema")

@@ -640,6 +640,27 @@ def test_an_empty_directory_setting_is_a_usage_error(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("option", ["--out", "--state"])
+def test_an_empty_directory_option_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("crawl", "http://127.0.0.1:9/", option, "")
+    assert result.exit_code == 2, result.stderr
+    assert "must name a directory" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_archive_without_its_state_is_exit_3_for_every_command(tmp_path: Path) -> None:
+    out, state = _demo_crawl(tmp_path)
+    for name in ("state.sqlite3", "state.sqlite3-wal", "state.sqlite3-shm"):
+        (state / name).unlink(missing_ok=True)
+    for args in (["reparse", "--out", str(out)], ["status"]):
+        result = run(*args, "--state", str(state))
+        assert result.exit_code == 3, (args, result.stderr)
+        assert "raw archive but no state database" in result.stderr
+
+
 def test_a_tilde_in_a_quoted_path_is_the_home_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
