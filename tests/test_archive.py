@@ -165,3 +165,16 @@ def test_an_object_that_cannot_be_read_is_missing_not_a_crash(tmp_path: Path) ->
     path.mkdir()  # a directory where the object should be: IsADirectoryError
     with pytest.raises(ObjectMissing, match="cannot be read"):
         archive.get(digest)
+
+
+def test_discarding_an_object_whose_shard_is_a_file_is_not_a_crash(tmp_path: Path) -> None:
+    archive = RawArchive(tmp_path / "archive")
+    digest = archive.put(b"<p>page</p>")
+    shard = archive.path_of(digest).parent
+    for child in shard.iterdir():
+        child.unlink()
+    shard.rmdir()
+    shard.write_bytes(b"x")  # a file where the shard directory was
+    with pytest.raises(ObjectMissing):
+        archive.get(digest)
+    archive.discard(digest)  # nothing to remove, and no NotADirectoryError

@@ -194,7 +194,14 @@ class RawArchive:
     def discard(self, digest: str) -> None:
         """Remove a (damaged) object and its sidecar, so that the next put writes it anew."""
         for path in (self.path_of(digest), self._meta_path(digest)):
-            path.unlink(missing_ok=True)
+            try:
+                path.unlink(missing_ok=True)
+            except NotADirectoryError:
+                pass  # its shard is a file: the object is not there to remove
+            except OSError as exc:
+                raise StateError(
+                    f"cannot remove the damaged object {path}: {exc.strerror}"
+                ) from exc
 
     def meta(self, digest: str) -> ObjectMeta | None:
         """The sidecar of ``digest``, or None if it has none (or an unreadable one)."""
