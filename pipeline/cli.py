@@ -10,6 +10,7 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -62,10 +63,17 @@ def _fail(message: str, code: int) -> None:
     if _json_errors.get():
         line = dump_json({"event": "error", "level": "error", "message": message,
                           "exit_code": code})  # fmt: skip
-        click.echo(line, err=True)
     else:
-        click.echo(f"error: {message}", err=True)
+        line = f"error: {message}"
+    _say(line)
     sys.exit(code)
+
+
+def _say(text: str) -> None:
+    """A line on stderr that cannot change the exit code: on a full or closed stderr (a log
+    file on a full disk) it is lost, and the run still exits with the code it earned."""
+    with contextlib.suppress(OSError, ValueError):
+        click.echo(text, err=True)
 
 
 def _internal_error(exc: BaseException) -> None:
@@ -169,6 +177,9 @@ def parse_cmd(
     """
     from pipeline.run.runner import Reach, parse_inputs
 
+    if sys.stdout is None:  # started with stdout closed (`>&-`)
+        raise UsageError("stdout is closed: the records have nowhere to go; redirect it")
+    workers = _settings(workers=workers, timeout=timeout).workers  # $PIPELINE_WORKERS too
     out = sys.stdout
     rejected = 0
     reach = Reach()
@@ -176,7 +187,7 @@ def parse_cmd(
         reach.count(outcome)
         if isinstance(outcome, PipelineError):
             rejected += 1
-            click.echo(f"{source}: {outcome.stage}: {outcome.kind}: {outcome}", err=True)
+            _say(f"{source}: {outcome.stage}: {outcome.kind}: {outcome}")
         else:
             out.write(outcome.model_dump_json() + "\n")
     out.flush()
@@ -277,10 +288,10 @@ def _crawl_options(settings: Settings) -> CrawlOptions:
 
 def _report(result: RunResult, settings: Settings) -> None:
     if settings.log_format == "json":
-        click.echo(dump_json({"event": "summary", "run_id": result.run_id, **result.summary,
-                              "exit_code": result.exit_code}), err=True)  # fmt: skip
+        _say(dump_json({"event": "summary", "run_id": result.run_id, **result.summary,
+                        "exit_code": result.exit_code}))  # fmt: skip
     else:
-        click.echo(result.text, err=True)
+        _say(result.text)
     sys.exit(result.exit_code)
 
 
@@ -465,9 +476,9 @@ def demo_cmd(site: Path | None, port: int, **options: Any) -> None:
         )
     if settings.log_format == "json":
         _report(result, settings)  # one JSON summary, as the other commands give
-    click.echo(result.text, err=True)
+    _say(result.text)
     for table in ("procedures", "steps", "rejects"):
-        click.echo(f"  {settings.out / 'parquet' / (table + '.parquet')}", err=True)
+        _say(f"  {settings.out / 'parquet' / (table + '.parquet')}")
     sys.exit(result.exit_code)
 
 

@@ -772,6 +772,35 @@ def test_exit_codes_of_the_errors_a_run_can_end_with(error: BaseException, code:
     assert exit_code_of(error) == code
 
 
+def test_a_full_stderr_does_not_change_the_exit_code(tmp_path: Path) -> None:
+    """A log on a full disk (`2>>crawl.log`): the lines are lost, the run's code is not."""
+    with SiteServer(SITE) as server, open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "crawl", server.origin + "/", "--rate", "0",
+             "--out", str(tmp_path / "out"), "--state", str(tmp_path / "state")],
+            check=False, stdout=subprocess.DEVNULL, stderr=full, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0
+    assert pl.read_parquet(tmp_path / "out" / "parquet" / "procedures.parquet").height == 24
+
+
+def test_parse_with_stdout_closed_is_a_usage_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "parse", str(GOLDEN_PAGES[0])],
+        check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=60,
+        preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "stdout is closed" in done.stderr
+
+
+def test_parse_takes_its_workers_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PIPELINE_WORKERS", "abc")
+    result = run("parse", str(GOLDEN_PAGES[0]))
+    assert result.exit_code == 2
+    assert "$PIPELINE_WORKERS" in result.stderr
+
+
 def test_the_entry_point_imports_neither_the_parser_nor_the_models() -> None:
     probe = "import sys, pipeline.launch; print(sorted(m for m in sys.modules if 'pipeline.' in m))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
