@@ -269,10 +269,12 @@ def test_file_names_that_are_not_utf8_or_hold_a_newline_are_ingested(tmp_path: P
     for name in odd:
         (pages / name).write_bytes(seed)
     result = run("ingest", str(pages), "--out", str(tmp_path / "out"), "--no-progress")
-    assert result.exit_code == 0, result.stderr
+    assert result.exit_code == 1, result.stderr  # one code twice: the first is a reject
     assert "Traceback" not in result.stderr
     table = pl.read_parquet(tmp_path / "out" / "parquet" / "procedures.parquet")
     assert table.height == 1  # one code, the last added wins
+    rejects = pl.read_parquet(tmp_path / "out" / "parquet" / "rejects.parquet")
+    assert rejects["error_kind"].to_list() == ["duplicate_code"]
     parsed = run("parse", str(pages))
     sources = [json.loads(line)["source"] for line in parsed.stdout.splitlines()]
     assert sorted(Path(s).name for s in sources) == ["latin-\\xe9t\\xe9.html", "two\\nlines.html"]
@@ -505,6 +507,22 @@ def test_progress_counts_each_page_once_against_a_known_total(
     assert progress is not None
     totals = {t.description: (t.completed, t.total) for t in progress.tasks}
     assert totals == {"crawl fetch": (4, 4), "crawl build": (2, 2)}  # never "4/?"
+
+
+def test_two_pages_with_one_code_leave_a_reject_not_a_silent_loss(tmp_path: Path) -> None:
+    first = tmp_path / "a.html"
+    second = tmp_path / "b.html"
+    page = _page("45378")
+    first.write_bytes(page)
+    second.write_bytes(page.replace(b"</body>", b"<p>Another site's wording.</p></body>"))
+    result = run("ingest", str(first), str(second), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 1, result.stderr  # not "all good"
+    assert "parsed 1, rejected 1" in result.stderr
+    rejects = pl.read_parquet(tmp_path / "out" / "parquet" / "rejects.parquet")
+    assert rejects.select("source", "error_kind").rows() == [(str(first), "duplicate_code")]
+    assert str(second) in rejects["reason"][0]
+    records = pl.read_parquet(tmp_path / "out" / "parquet" / "procedures.parquet")
+    assert records["source_url"].to_list() == [str(second)]
 
 
 def test_a_page_first_seen_as_404_is_a_reject(tmp_path: Path) -> None:

@@ -126,10 +126,24 @@ class _Sink:
     writer: TableWriter
     report: RunReport
     clock: Clock
+    #: The source of each key written in this run: two pages with one code cannot both be a
+    #: row, and the one replaced must not vanish without a trace.
+    sources: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def write(
         self, extraction: Extraction, url: str, digest: str, fetched_at: datetime | None
     ) -> None:
+        record = extraction.record
+        key = (str(record.code_system), record.code)
+        earlier = self.sources.get(key)
+        if earlier is not None and earlier != url:
+            self.report.add("parsed", -1)  # counted when it was written; now it is a reject
+            self.reject_typed(
+                earlier, "validate", "duplicate_code",
+                f"{key[0]} {key[1]} is also the code of {url}, whose record is kept",
+                None,
+            )  # fmt: skip
+        self.sources[key] = url
         self.report.add("parsed")
         self.writer.add(
             extraction.record,
