@@ -453,6 +453,7 @@ def test_a_directory_walk_skips_nothing_in_silence(tmp_path: Path) -> None:
     (pages / "linked").symlink_to(elsewhere)  # a symlinked subdirectory is walked
     (pages / "loop").symlink_to(pages)  # ... each real directory once
     (pages / "proc").symlink_to("/proc/self")  # ... never into a pseudo file system
+    (pages / "upup").symlink_to("../..")  # ... nor above the directory given
     (pages / "dangling.html").symlink_to(tmp_path / "gone.html")
     os.mkfifo(pages / "pipe.html")
     (pages / "notes.txt").write_text("not a page", encoding="utf-8")  # not a page name: skipped
@@ -463,7 +464,8 @@ def test_a_directory_walk_skips_nothing_in_silence(tmp_path: Path) -> None:
     assert "dangling.html" in result.stderr
     assert "pipe.html" in result.stderr
     assert "proc: parse: parse_error: a directory not walked" in result.stderr
-    assert len(result.stderr.splitlines()) == 3
+    assert "upup: parse: parse_error: a directory not walked" in result.stderr
+    assert len(result.stderr.splitlines()) == 4
 
 
 def test_a_run_that_cannot_publish_says_so_in_the_state(tmp_path: Path) -> None:

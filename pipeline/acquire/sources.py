@@ -81,9 +81,10 @@ _NOT_FOLLOWED = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 def _page_entries(root: Path) -> Iterator[Path]:
     """Page files under ``root``, depth first. A symlinked directory is walked unless it
-    leads to a directory already walked (a loop) or into /proc, /sys or /dev (then it is
-    yielded itself, so that reading it rejects it with a reason)."""
+    leads to a directory already walked, up to the root or above it, or into /proc, /sys or
+    /dev (then it is yielded itself, so that reading it rejects it with a reason)."""
     seen: set[tuple[int, int]] = set()
+    real_root = Path(os.path.realpath(root))
     stack = [root]
     while stack:
         top = stack.pop()
@@ -99,7 +100,7 @@ def _page_entries(root: Path) -> Iterator[Path]:
         for entry in entries:
             path = Path(entry.path)
             if _is_dir(entry):
-                if entry.is_symlink() and _pseudo(Path(os.path.realpath(path))):
+                if entry.is_symlink() and _not_followed(Path(os.path.realpath(path)), real_root):
                     yield path
                 else:
                     stack.append(path)
@@ -114,8 +115,10 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
         return False
 
 
-def _pseudo(real: Path) -> bool:
-    return real == Path("/") or any(real.is_relative_to(p) for p in _NOT_FOLLOWED)
+def _not_followed(real: Path, real_root: Path) -> bool:
+    """A link into a pseudo file system, or up to the walk's root or above it ("../.."),
+    which would walk the root again and everything beside it."""
+    return real_root.is_relative_to(real) or any(real.is_relative_to(p) for p in _NOT_FOLLOWED)
 
 
 #: Control characters are shown escaped in a page's source (a newline in a file name must not
@@ -137,7 +140,8 @@ def read_page(path: Path) -> RawPage:
     source = source_of(path)
     if path.is_dir():
         raise ParseError(
-            "a directory not walked (a link into /proc, /sys, /dev or /, or unreadable)",
+            "a directory not walked (a link up to the directory given or above it, or into "
+            "/proc, /sys or /dev; or unreadable)",
             source=source,
         )
     try:
