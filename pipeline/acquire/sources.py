@@ -81,8 +81,8 @@ _NOT_FOLLOWED = (Path("/proc"), Path("/sys"), Path("/dev"))
 
 def _page_entries(root: Path) -> Iterator[Path]:
     """Page files under ``root``, depth first. A symlinked directory is walked unless it
-    leads to a directory already walked, up to the root or above it, or into /proc, /sys or
-    /dev (then it is yielded itself, so that reading it rejects it with a reason)."""
+    leads to a directory already walked, above the root, or into /proc, /sys or /dev (then it
+    is yielded itself, so that reading it rejects it with a reason)."""
     seen: set[tuple[int, int]] = set()
     real_root = Path(os.path.realpath(root))
     stack = [root]
@@ -116,9 +116,11 @@ def _is_dir(entry: os.DirEntry[str]) -> bool:
 
 
 def _not_followed(real: Path, real_root: Path) -> bool:
-    """A link into a pseudo file system, or up to the walk's root or above it ("../.."),
-    which would walk the root again and everything beside it."""
-    return real_root.is_relative_to(real) or any(real.is_relative_to(p) for p in _NOT_FOLLOWED)
+    """A link into a pseudo file system, or above the walk's root ("../.."), which would walk
+    the root again and everything beside it. (A link to the root itself is a loop: the walk
+    has been there, and passes over it.)"""
+    above = real != real_root and real_root.is_relative_to(real)
+    return above or any(real.is_relative_to(p) for p in _NOT_FOLLOWED)
 
 
 #: Control characters are shown escaped in a page's source (a newline in a file name must not
@@ -140,8 +142,8 @@ def read_page(path: Path) -> RawPage:
     source = source_of(path)
     if path.is_dir():
         raise ParseError(
-            "a directory not walked (a link up to the directory given or above it, or into "
-            "/proc, /sys or /dev; or unreadable)",
+            "a directory not walked (a link above the directory given, or into /proc, /sys "
+            "or /dev; or unreadable)",
             source=source,
         )
     try:
