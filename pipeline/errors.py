@@ -16,6 +16,7 @@ the same request may well succeed later) or *terminal* (reject the page with a r
     │   │   ├── FetchConnectionError
     │   │   ├── TruncatedBody
     │   │   ├── RetryableStatus        408, 429, 500, 502, 503, 504 (carries Retry-After)
+    │   │   ├── CrawlDelayTooLong      robots.txt's Crawl-delay is over what a run waits
     │   │   ├── HostBackingOff         the host is held by an earlier Retry-After: not sent
     │   │   └── RobotsUnreachable      robots.txt unreachable: disallowed for now, due next run
     │   └── TerminalFetchError         transient = False
@@ -171,6 +172,11 @@ class TruncatedBody(TransientFetchError):
 
 class RetryableStatus(TransientFetchError):
     """408, 429, 500, 502, 503 or 504; ``retry_after`` is the server's wish in seconds."""
+
+
+class CrawlDelayTooLong(TransientFetchError):
+    """robots.txt asks for more time between requests than a run waits (its Crawl-delay is
+    ``retry_after``): the host's pages wait for a later run, as Nutch's max crawl delay does."""
 
 
 class HostBackingOff(TransientFetchError):

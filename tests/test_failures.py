@@ -380,6 +380,38 @@ def test_a_sitemap_that_fails_is_not_an_all_good_run(tmp_path: Path) -> None:
     assert "/sitemap.xml could not be fetched (retryable_status)" in result.text
 
 
+def test_a_sitemap_that_is_an_html_page_is_a_failure_due_again_next_run(tmp_path: Path) -> None:
+    options = crawl_options(tmp_path, max_retries=0)
+    maintenance = "<html><body><h1>Down for maintenance</h1></body></html>"
+    routes = {"/robots.txt": robots("User-agent: *\nSitemap: /sitemap.xml\n"),
+              "/": Route("<html><body><h1>Welcome</h1></body></html>"),
+              "/sitemap.xml": Route(maintenance)}  # fmt: skip
+    with FaultServer(routes) as server:
+        result = crawl([server.url("/")], options, sleep=instant, show_progress=False)
+        sitemap = server.url("/sitemap.xml")
+    assert result.exit_code == 1, result.text
+    assert result.summary["failed"] == 1
+    assert f"{sitemap} could not be fetched" in result.text
+    with sqlite3.connect(options.state / "state.sqlite3") as db:
+        (kind, due, fetched) = db.execute(
+            "SELECT error_kind, next_due, last_fetched FROM pages WHERE url = ?", (sitemap,)
+        ).fetchone()
+    assert kind is not None
+    assert fetched is None  # not taken for a sitemap fetched: due again on the next run
+    assert due is not None
+
+
+def test_a_retry_after_past_any_calendar_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    options = crawl_options(tmp_path, max_depth=0, max_retries=0)
+    routes = {"/robots.txt": robots("User-agent: *\n"),
+              "/code/cpt4/45378-x": Route("", fault=Status(503, retry_after=10**15))}  # fmt: skip
+    with FaultServer(routes) as server:
+        result = crawl([server.url("/code/cpt4/45378-x")], options, sleep=instant,
+                       show_progress=False)  # fmt: skip
+    assert result.exit_code == 3, result.text  # its only page: nothing could be fetched
+    assert result.summary["rejected_by_reason"] == {"retryable_status": 1}
+
+
 def _table(out: Path, name: str) -> pl.DataFrame:
     return pl.read_parquet(out / "parquet" / f"{name}.parquet")
 

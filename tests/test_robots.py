@@ -14,6 +14,7 @@ import pytest
 from pipeline.acquire.fetch import Fetcher, FetchResult
 from pipeline.acquire.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse, origin_of
 from pipeline.errors import (
+    CrawlDelayTooLong,
     FetchConnectionError,
     FetchError,
     RedirectError,
@@ -350,6 +351,20 @@ def test_crawl_delay_replaces_a_shorter_interval() -> None:
     with FaultServer(routes) as server:
         fetch_paths(server, ["/code/a", "/code/b", "/code/a"], fake, rate=1.0)
     assert fake.sleeps == [3.0, 3.0, 3.0]  # robots.txt, then three pages 3 s apart
+
+
+@pytest.mark.parametrize("delay", ["86400", "1e300"])
+def test_a_crawl_delay_longer_than_a_run_waits_fails_the_page_at_once(delay: str) -> None:
+    """One request a day would hold the run, and its lock, for days without a word."""
+    fake = FakeTime()
+    routes = {**PAGES, "/robots.txt": robots(f"User-agent: *\nCrawl-delay: {delay}\n")}
+    with FaultServer(routes) as server:
+        (outcome,) = fetch_paths(server, ["/code/a"], fake)
+        assert [r.path for r in server.requests] == ["/robots.txt"]  # the page was not asked
+    assert isinstance(outcome, CrawlDelayTooLong)
+    assert outcome.transient
+    assert outcome.retry_after == float(delay)
+    assert fake.sleeps == []
 
 
 def test_a_shorter_crawl_delay_does_not_speed_up_the_rate() -> None:

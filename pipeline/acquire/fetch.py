@@ -55,6 +55,7 @@ from pipeline.acquire.policy import FetchLimits, RetryPolicy
 from pipeline.acquire.robots import ROBOTS_MAX_BYTES, RobotsCache, RobotsResponse
 from pipeline.acquire.transport import make_transport
 from pipeline.errors import (
+    CrawlDelayTooLong,
     FetchConnectionError,
     FetchError,
     FetchTimeout,
@@ -405,6 +406,14 @@ class Fetcher:
         if self.obey_robots:
             delay = await self.robots.crawl_delay(str(url))
             if delay is not None and delay > interval:
+                if delay > self.policy.retry_after_cap:
+                    # One request a day would hold the run (and its lock) for days, silently.
+                    raise CrawlDelayTooLong(
+                        f"robots.txt asks for {delay:g} s between requests, over the "
+                        f"{self.policy.retry_after_cap:g} s a run waits: due again then",
+                        source=str(url),
+                        retry_after=delay,
+                    )
                 interval = delay
         return interval
 

@@ -321,9 +321,10 @@ class _Acquire:
         retry_after = getattr(exc, "retry_after", None)
         due: datetime | None = None
         if retry_after is not None:
-            retry_after = max(0.0, retry_after)
             limit = self.options.refresh_after or MAX_PUT_OFF
-            due = now + min(timedelta(seconds=retry_after), limit)
+            # Clamped before it becomes a timedelta: "Retry-After: 1000000000000000" overflows.
+            retry_after = min(max(0.0, retry_after), limit.total_seconds())
+            due = now + timedelta(seconds=retry_after)
         defer = (
             retry_after is not None
             and retry_after <= policy.retry_after_cap
@@ -442,11 +443,17 @@ class _Acquire:
         try:
             sitemap = parse_sitemap(result.body)
         except ParseError as exc:
-            self.state.record_rejected(row.url, "parse", exc.kind, exc.reason, self.clock())
+            # Not a sitemap (an HTML maintenance page, a cut file): the pages it should list
+            # are lost for this run, so it counts as failed, and it is due again next run.
+            self.state.record_failed(
+                row.url, error_kind=exc.kind, reason=exc.reason, status=result.status,
+                terminal=False, at=self.clock(),
+            )  # fmt: skip
             LOG.warning(
                 "sitemap refused: %s: %s", row.url, exc.reason,
                 extra=_fields("sitemap_refused", url=row.url, kind=exc.kind, reason=exc.reason),
             )  # fmt: skip
+            self._count_failure(row, exc.kind)
             return
         self.discover(
             ((u, None) for u in sitemap.sitemaps), row.depth, row.url, source="sitemap",
