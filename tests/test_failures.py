@@ -412,6 +412,26 @@ def test_a_retry_after_past_any_calendar_is_a_failure_not_a_crash(tmp_path: Path
     assert result.summary["rejected_by_reason"] == {"retryable_status": 1}
 
 
+def test_a_page_whose_code_changes_leaves_no_stale_row(tmp_path: Path) -> None:
+    page = tmp_path / "page.html"
+    out = tmp_path / "out"
+    original = _page("45378")
+    page.write_bytes(original)
+    assert run("ingest", str(page), "--out", str(out)).exit_code == 0
+    page.write_bytes(original.replace(b"45378", b"45379"))  # the site renumbered it
+    again = run("ingest", str(page), "--out", str(out))
+    assert again.exit_code == 0, again.stderr
+    rows = _table(out, "procedures").sort("code").select("code", "gone").rows()
+    assert rows == [("45378", True), ("45379", False)]  # one page, one live row
+    changes = _table(out, "changes").filter(
+        pl.col("run_id") == _table(out, "changes")["run_id"].max()
+    )
+    assert sorted(changes.select("code", "change").rows()) == [
+        ("45378", "gone"),
+        ("45379", "added"),
+    ]
+
+
 def _table(out: Path, name: str) -> pl.DataFrame:
     return pl.read_parquet(out / "parquet" / f"{name}.parquet")
 

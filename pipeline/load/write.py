@@ -289,7 +289,11 @@ class TableWriter:
             parser_version=parser_version,
         )
         rows[T.PROCEDURES.name][0][RECORD_SOURCE] = record.source
+        # The page's rows under another code (the page now shows a different one) are gone: a
+        # mark sequenced just before this record's rows hits them, and not this record.
+        moved = {"source_url": required(source_url, "source_url"), "gone_at": utc(parsed_at, "at")}
         with translate(f"cannot stage records under {self.out_dir}"):
+            stager.stage({GONE_STAGE: [moved]})
             stager.stage(rows)
         self._adds += 1
         self._tally.add(record, report)
