@@ -432,6 +432,28 @@ def test_a_page_whose_code_changes_leaves_no_stale_row(tmp_path: Path) -> None:
     ]
 
 
+def test_a_new_page_with_the_code_of_a_live_published_page_leaves_a_reject(
+    tmp_path: Path,
+) -> None:
+    """Run 1 publishes page A; run 2 finds page B with A's code while A, still live, is not
+    due: B's record replaces A's row, and A is a duplicate_code reject, not a silent loss."""
+    options = crawl_options(tmp_path, max_depth=0)
+    page = _page("45378")
+    other = page.replace(b"</body>", b"<p>More.</p></body>")
+    routes = {"/robots.txt": robots("User-agent: *\n"),
+              "/code/cpt4/45378-a": Route(page),
+              "/code/cpt4/45378-b": Route(other)}  # fmt: skip
+    with FaultServer(routes) as server:
+        a, b = server.url("/code/cpt4/45378-a"), server.url("/code/cpt4/45378-b")
+        assert crawl([a], options, sleep=instant, show_progress=False).exit_code == 0
+        second = crawl([a, b], options, sleep=instant, show_progress=False)
+    assert second.exit_code == 1, second.text
+    rejects = _table(options.out, "rejects")
+    assert rejects.select("source", "error_kind").rows() == [(a, "duplicate_code")]
+    assert b in rejects["reason"][0]
+    assert _table(options.out, "procedures")["source_url"].to_list() == [b]
+
+
 def _table(out: Path, name: str) -> pl.DataFrame:
     return pl.read_parquet(out / "parquet" / f"{name}.parquet")
 

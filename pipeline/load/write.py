@@ -183,6 +183,8 @@ class TableWriter:
         self._published = False
         self._adds = 0
         self._rejects = 0
+        #: (code system, code) -> source URL of the live published rows, read on first use.
+        self._live_sources: dict[tuple[str, str], str] | None = None
         self._tally = QualityTally()
         self._quality: list[FieldQuality] = []
 
@@ -330,6 +332,23 @@ class TableWriter:
         with translate(f"cannot stage rejects under {self.out_dir}"):
             stager.stage({T.REJECTS.name: [row]})
         self._rejects += 1
+
+    def published_source(self, code_system: str, code: str) -> str | None:
+        """The source URL of the live published row of a key (read once per run)."""
+        if self._live_sources is None:
+            current = current_version(self.out_dir)
+            path = None if current is None else current / "parquet" / "procedures.parquet"
+            self._live_sources = {}
+            if path is not None and path.exists():
+                with translate(f"cannot read the published table {path}"):
+                    live = (
+                        pl.scan_parquet(path)
+                        .filter(~pl.col("gone"))
+                        .select(pl.col("code_system").cast(pl.String), "code", "source_url")
+                        .collect()
+                    )
+                self._live_sources = {(a, b): c for a, b, c in live.iter_rows()}
+        return self._live_sources.get((code_system, code))
 
     def mark_gone(self, source_url: str, at: datetime) -> None:
         """Mark the page at ``source_url`` gone (its rows stay, with ``gone`` true)."""

@@ -129,6 +129,11 @@ class _Sink:
     #: The source of each key written in this run: two pages with one code cannot both be a
     #: row, and the one replaced must not vanish without a trace.
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
+    written: set[str] = field(default_factory=set)
+    #: Whether the page at a URL is known to be live (the state has it, not gone): only then
+    #: is a new page with its code a duplicate. A URL the state does not know (a site that
+    #: moved, files ingested from elsewhere) was replaced, not duplicated.
+    live: Callable[[str], bool] = lambda url: False
 
     def write(
         self, extraction: Extraction, url: str, digest: str, fetched_at: datetime | None
@@ -136,14 +141,26 @@ class _Sink:
         record = extraction.record
         key = (str(record.code_system), record.code)
         earlier = self.sources.get(key)
-        if earlier is not None and earlier != url:
+        if earlier is None:
+            # Published by an earlier run from another page, which this run did not rebuild.
+            published = self.writer.published_source(*key)
+            if (
+                published is not None
+                and published != url
+                and published not in self.written  # rebuilt in this run, under another code
+                and self.live(published)
+            ):
+                earlier = published
+        elif earlier != url:
             self.report.add("parsed", -1)  # counted when it was written; now it is a reject
+        if earlier is not None and earlier != url:
             self.reject_typed(
                 earlier, "validate", "duplicate_code",
                 f"{key[0]} {key[1]} is also the code of {url}, whose record is kept",
                 None,
             )  # fmt: skip
         self.sources[key] = url
+        self.written.add(url)
         self.report.add("parsed")
         self.writer.add(
             extraction.record,
@@ -724,6 +741,14 @@ def run_name(kind: str, run_id: int, started: datetime) -> str:
     return f"{kind}-{started.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{run_id:06d}"
 
 
+def _live_in(state: CrawlState) -> Callable[[str], bool]:
+    def live(url: str) -> bool:
+        row = state.get(url)
+        return row is not None and row.status != "gone"
+
+    return live
+
+
 def _publish(
     state: CrawlState,
     sink: _Sink,
@@ -850,7 +875,7 @@ def crawl(
         with TableWriter(options.out, run_id=name, mode="crawl") as writer:
             acquire = _Acquire(options, state, archive, report, clock, scope)
             report.stage("fetch", state.due_count(started, options.refresh_after))
-            sink = _Sink(writer, report, clock)
+            sink = _Sink(writer, report, clock, live=_live_in(state))
             builder = _Builder(state, archive, sink, options.workers).start()
             acquire.built = builder.queue.put
 
@@ -895,7 +920,7 @@ def reparse(
             disposition="replace",
             replaces=state.urls(),  # pages and rejects ingested from elsewhere are kept
         ) as writer:
-            sink = _Sink(writer, report, clock)
+            sink = _Sink(writer, report, clock, live=_live_in(state))
             built = _build(state, archive, sink, everything=True, workers=options.workers)
             return _publish(state, sink, run_id, name, built)
 
