@@ -15,7 +15,7 @@ from pipeline.errors import EXIT_INTERRUPTED
 
 
 def _terminate(signum: int, frame: object) -> None:
-    """SIGTERM (a scheduler stopping the run) ends it as Ctrl-C does."""
+    """SIGTERM (a scheduler stopping the run) or SIGHUP ends it as Ctrl-C does."""
     raise KeyboardInterrupt
 
 
@@ -25,9 +25,15 @@ def interrupted(message: str = "interrupted; nothing was written") -> None:
     sys.exit(EXIT_INTERRUPTED)
 
 
+#: Signals that stop a run as Ctrl-C does: a scheduler's SIGTERM, a closed terminal's SIGHUP.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
 def main() -> None:
     """Console-script entry point: ``pipeline``."""
-    signal.signal(signal.SIGTERM, _terminate)
+    for stop in STOP_SIGNALS:
+        if signal.getsignal(stop) is not signal.SIG_IGN:  # `nohup` asked to ignore SIGHUP
+            signal.signal(stop, _terminate)
     try:
         from pipeline.cli import run
     except KeyboardInterrupt:

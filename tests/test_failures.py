@@ -621,7 +621,8 @@ def test_parse_of_a_url_does_not_follow_a_redirect_to_another_host() -> None:
     assert "redirect_error" in result.stderr
 
 
-def test_sigterm_stops_a_crawl_as_ctrl_c_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_stops_a_crawl_as_ctrl_c_does(tmp_path: Path, stop: signal.Signals) -> None:
     links = "".join(f'<a href="/code/cpt4/4537{i}-x">{i}</a>' for i in range(8))
     routes = {"/": Route(f"<html><body>{links}</body></html>")}
     routes |= {f"/code/cpt4/4537{i}-x": Route(_page("45378"), delay=5.0) for i in range(8)}
@@ -635,12 +636,14 @@ def test_sigterm_stops_a_crawl_as_ctrl_c_does(tmp_path: Path) -> None:
         deadline = time.monotonic() + 30
         while server.count("/code/cpt4/45370-x") == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        crawler.send_signal(signal.SIGTERM)
+        crawler.send_signal(stop)
         _, stderr = crawler.communicate(timeout=60)
     assert crawler.returncode == 130, stderr
     assert "interrupted" in stderr
     assert "Traceback" not in stderr
     assert not any((out / ".staging").glob("*")), "the run left its staging behind"
+    last = json.loads(run("status", "--state", str(state), "--json").stdout)["last_run"]
+    assert last["exit_code"] == 130  # the state says how the run ended
 
 
 _SIGTERM_DURING_A_STEP = """
