@@ -454,6 +454,18 @@ def test_a_new_page_with_the_code_of_a_live_published_page_leaves_a_reject(
     assert _table(options.out, "procedures")["source_url"].to_list() == [b]
 
 
+def test_a_crawl_stopped_by_max_pages_says_what_is_left(tmp_path: Path) -> None:
+    options = crawl_options(tmp_path, max_pages=10)
+    with SiteServer(SITE) as server:
+        first = crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
+        assert first.summary["fetched"] == 10
+        assert "stopped at --max-pages 10: " in first.text
+        assert "pages are still due; the next run fetches them" in first.text
+        options = crawl_options(tmp_path)
+        rest = crawl([server.origin + "/"], options, sleep=instant, show_progress=False)
+    assert "max-pages" not in rest.text
+
+
 def _table(out: Path, name: str) -> pl.DataFrame:
     return pl.read_parquet(out / "parquet" / f"{name}.parquet")
 

@@ -894,6 +894,13 @@ def crawl(
             except BaseException:
                 builder.abort()
                 raise
+            if options.max_pages is not None:
+                left = state.due_count(clock(), options.refresh_after)
+                if left:
+                    report.warn(
+                        f"stopped at --max-pages {options.max_pages}: {left} pages are still "
+                        "due; the next run fetches them"
+                    )
             built = builder.finish()
             return _publish(state, sink, run_id, name, built, acquire.nothing_reached())
 
