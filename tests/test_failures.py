@@ -366,6 +366,35 @@ def test_a_page_that_redirects_takes_its_code_from_where_it_landed(tmp_path: Pat
     assert _table(options.out, "procedures")["code"].to_list() == ["11042"]
 
 
+def test_a_url_that_redirects_to_a_page_crawled_under_its_own_url_is_an_alias(
+    tmp_path: Path,
+) -> None:
+    """/code/cpt4/22212-x redirects to 11042's page, which is also seeded: the two URLs are one
+    page. One row, under the page's own URL; no duplicate_code reject (which the rejects table
+    then lost while the summary counted it and the run exited 1); an alias in the summary."""
+    options = crawl_options(tmp_path, max_depth=0)
+    target = "/code/cpt4/11042-debridement"
+    routes = {"/robots.txt": robots("User-agent: *\n"),
+              "/code/cpt4/22212-x": Route("", fault=Redirect(target)),
+              target: Route(_page("11042"))}  # fmt: skip
+    with FaultServer(routes) as server:
+        seeds = [server.url("/code/cpt4/22212-x"), server.url(target)]
+        result = crawl(seeds, options, sleep=instant, show_progress=False)
+        page = server.url(target)
+    assert result.exit_code == 0, result.text
+    assert result.summary["aliases"] == 1, result.text
+    assert result.summary["rejected"] == 0
+    procedures = _table(options.out, "procedures")
+    assert procedures.select("code", "source_url").rows() == [("11042", page)]
+    assert _table(options.out, "rejects").height == 0
+    rebuilt = run("reparse", "--state", str(options.state), "--out", str(options.out))
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert _table(options.out, "procedures").select("code", "source_url").rows() == [
+        ("11042", page)
+    ]
+    assert _table(options.out, "rejects").height == 0
+
+
 def test_a_sitemap_that_fails_is_not_an_all_good_run(tmp_path: Path) -> None:
     """The sitemap is the only way to the pages and answers 503: the home page was reached,
     so the run proceeded, but it lost what the sitemap lists; it says so and exits 1."""

@@ -139,6 +139,10 @@ class _Sink:
         self, extraction: Extraction, url: str, digest: str, fetched_at: datetime | None
     ) -> None:
         record = extraction.record
+        alias = self._page_behind(url, record.source)
+        if alias is not None:
+            self.report.add("aliases")  # one page under two URLs: one row, under its own URL
+            url = alias
         key = (str(record.code_system), record.code)
         earlier = self.sources.get(key)
         if earlier is None:
@@ -171,6 +175,16 @@ class _Sink:
             parser_version=PARSER_VERSION,
             report=extraction.report,
         )
+
+    def _page_behind(self, url: str, landed: str) -> str | None:
+        """The URL of the page ``url`` redirected to, when the crawl has that page under its
+        own URL (so its row is that page's, not a duplicate of it); None otherwise."""
+        if landed == url:
+            return None
+        target = normalize_url(landed)
+        if target is None or target == url or not self.live(target):
+            return None
+        return target
 
     def reject(self, exc: PipelineError, url: str, status: int | None) -> None:
         self.reject_typed(

@@ -36,8 +36,8 @@ LOG = logging.getLogger("pipeline")
 
 #: Counter names every summary shows, in this order.
 COUNTERS: tuple[str, ...] = (
-    "discovered", "fetched", "unchanged", "parsed", "listings", "rejected", "written", "gone",
-    "failed",
+    "discovered", "fetched", "unchanged", "parsed", "aliases", "listings", "rejected", "written",
+    "gone", "failed",
 )  # fmt: skip
 
 
