@@ -114,7 +114,8 @@ class StateError(PipelineError):
 
 
 class StateLocked(StateError):
-    """Another run holds the lock on the state directory."""
+    """Another run holds the lock on the state directory, or another program a lock on its
+    database."""
 
 
 class StateVersionError(StateError):

@@ -150,6 +150,24 @@ def test_foreign_or_corrupt_database_is_a_state_error(tmp_path: Path) -> None:
         CrawlState.open(corrupt)
 
 
+def test_a_database_locked_by_another_program_is_said_locked_not_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sqlite3 shell left in a transaction: the state is locked, not "unreadable"."""
+    CrawlState.open(tmp_path).close()
+    monkeypatch.setattr(state_module, "BUSY_TIMEOUT_MS", 100)
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        other.execute("UPDATE runs SET exit_code = exit_code")
+        with pytest.raises(StateLocked, match="locked by another program") as caught:
+            CrawlState.open(tmp_path)
+        assert "unreadable" not in str(caught.value)
+    finally:
+        other.close()
+    CrawlState.open(tmp_path).close()  # usable again once the other program let go
+
+
 def test_unusable_state_directory(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(StateError, match="cannot create the state directory"):

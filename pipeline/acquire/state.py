@@ -36,7 +36,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -311,7 +311,11 @@ class CrawlState:
             _release_lock(fd)
             raise
         state = cls(state_dir, conn, fd)
-        state._release_claims()
+        try:
+            state._release_claims()
+        except BaseException:
+            state.close()
+            raise
         return state
 
     def close(self) -> None:
@@ -320,7 +324,8 @@ class CrawlState:
             if self._lock_fd is None:
                 return
             try:
-                self._conn.execute("PRAGMA optimize")
+                with suppress(sqlite3.OperationalError):  # best effort: a lock is no failure
+                    self._conn.execute("PRAGMA optimize")
                 self._conn.close()
             finally:
                 _release_lock(self._lock_fd)
@@ -353,7 +358,10 @@ class CrawlState:
         with self._mutex:
             if self._lock_fd is None:
                 raise StateError(f"the state in {self.state_dir} is closed")
-            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise _unusable(self.state_dir / DB_NAME, exc) from exc
             try:
                 yield self._conn
             except BaseException:
@@ -810,6 +818,21 @@ def _check_not_emptied(state_dir: Path) -> None:
         )
 
 
+#: SQLite's "another connection holds a lock" (SQLITE_BUSY, SQLITE_LOCKED): not damage.
+_BUSY = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> StateError:
+    """The error for a database that cannot be read: locked by another program, or damaged."""
+    if getattr(exc, "sqlite_errorcode", None) in _BUSY:
+        return StateLocked(
+            f"the state database {path} is locked by another program ({exc}; waited "
+            f"{BUSY_TIMEOUT_MS / 1000:g} s): close that program (a sqlite3 shell, a backup "
+            "tool) and run again"
+        )
+    return StateError(f"the state database {path} is unreadable: {exc}")
+
+
 def _connect(path: Path) -> sqlite3.Connection:
     """Open, configure, check and migrate the state database."""
     try:
@@ -824,7 +847,7 @@ def _connect(path: Path) -> sqlite3.Connection:
         _migrate(conn, path)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise StateError(f"the state database {path} is unreadable: {exc}") from exc
+        raise _unusable(path, exc) from exc
     except BaseException:
         conn.close()
         raise
@@ -919,7 +942,9 @@ def _open_read_only(path: Path) -> tuple[sqlite3.Connection, int]:
             last = exc
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StateError(f"the state database {path} is unreadable: {exc}") from exc
+            raise _unusable(path, exc) from exc
+    if isinstance(last, sqlite3.DatabaseError) and last.sqlite_errorcode in _BUSY:
+        raise _unusable(path, last)
     raise StateError(f"cannot open the state database {path}: {last}")
 
 
@@ -985,7 +1010,7 @@ def read_status(
             " LIMIT 1"
         ).fetchone()
     except sqlite3.DatabaseError as exc:
-        raise StateError(f"the state database {path} is unreadable: {exc}") from exc
+        raise _unusable(path, exc) from exc
     finally:
         conn.close()
     status: dict[str, object] = {
