@@ -669,6 +669,14 @@ def test_output_dir_that_cannot_be_created_is_a_write_error(tmp_path: Path) -> N
     assert info.value.stage == "write"
 
 
+def test_output_dir_that_is_a_dangling_link_names_its_target(tmp_path: Path) -> None:
+    """A dangling --out link said only "File exists"; it now names where the link points."""
+    out = tmp_path / "out"
+    out.symlink_to(tmp_path / "unmounted" / "disk")
+    with pytest.raises(WriteError, match=r"symbolic link to .*unmounted/disk, which does not"):
+        TableWriter(out, run_id="run-1", mode="crawl").__enter__()
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
 def test_read_only_output_dir_is_a_write_error(tmp_path: Path) -> None:
     out = tmp_path / "out"

@@ -192,6 +192,12 @@ class TableWriter:
 
     def __enter__(self) -> Self:
         with translate(f"cannot open the output directory {self.out_dir}"):
+            if self.out_dir.is_symlink() and not self.out_dir.exists():
+                raise WriteError(
+                    f"cannot open the output directory {self.out_dir}: it is a symbolic link "
+                    f"to {os.readlink(self.out_dir)}, which does not exist; create that "
+                    "directory or point --out elsewhere"
+                )
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self._lock_fd = self._acquire_lock()
             try:
