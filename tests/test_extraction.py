@@ -360,6 +360,59 @@ def test_sentence_frames_classify_how_who_what_headings(
     assert any(cue.section == section and cue.stems == () for cue in verdict.cues)
 
 
+@pytest.mark.parametrize(
+    ("heading", "section"),
+    [
+        # wordings of a second evaluation round (classes, not the pages' exact words)
+        ("How the exam goes", "steps"),
+        ("The scan, from start to finish", "steps"),
+        ("In the OR", "steps"),  # upper-case OR is the operating room, not the stop word
+        ("What does the surgeon actually do?", "steps"),
+        ("What the eye surgeon does", "steps"),
+        ("Choosing not to have surgery", "alternatives"),
+        ("Not sure the shot is for you?", "alternatives"),
+        ("When things don't go to plan", "risks"),
+        ("Things to watch for", "risks"),
+        ("Time in the chair", "duration"),
+        ("How much of my day will it take?", "duration"),
+        ("The first 48 hours", "recovery"),
+        ("People in the room", "personnel"),
+        ("How much relief to expect", "benefits"),
+        ("Why would my hand surgeon suggest it?", "purpose"),
+        ("Why might I need this?", "indications"),
+        ("Who this screening is for", "indications"),
+        ("Signs it may be time", "indications"),
+        ("When is a diagnostic exam recommended instead of a screening one?", "indications"),
+        ("Do I need sedation?", "anesthesia_info"),
+        ("Pain relief during the injection", "anesthesia_info"),
+        ("Do I need to do anything beforehand?", "preparation"),
+        ("Still have questions?", "ignore"),
+        ("More reading from Lakeshore", "ignore"),
+        ("How often is it covered?", "other"),
+    ],
+)
+def test_paraphrased_headings_find_their_section(
+    vocab: Vocabulary, heading: str, section: str
+) -> None:
+    assert classify(heading, vocab).section == section
+
+
+@pytest.mark.parametrize(
+    ("heading", "not_section"),
+    [
+        ("Hearing milestones to watch for", "risks"),  # watching for milestones is no risk
+        ("What does it do", "steps"),  # a pronoun, not a person doing the steps
+        ("What can you do to help", "steps"),
+        ("Why choose laparoscopy?", "purpose"),  # the benefits, in these pages' labels
+        ("Other types of IV access", "other"),  # "access" alone is no accessibility notice
+    ],
+)
+def test_paraphrase_cues_do_not_overreach(
+    vocab: Vocabulary, heading: str, not_section: str
+) -> None:
+    assert classify(heading, vocab).section != not_section
+
+
 def test_frame_outweighs_a_word_cue(vocab: Vocabulary) -> None:
     # "place" alone is a setting cue; the "how ... is placed" frame makes it the steps.
     verdict = classify("How the line is placed", vocab)
@@ -774,3 +827,84 @@ def test_dotted_capital_i_before_noscript_does_not_expose_script_text(prefix: st
 def test_aligned_lower_keeps_length(text: str, lowered: str) -> None:
     assert aligned_lower(text) == lowered
     assert len(aligned_lower(text)) == len(text)
+
+
+# === second evaluation round: page furniture, bare "Related", PDF titles ======================
+
+
+def _all_text(record: Any) -> str:
+    return json.dumps(record.model_dump(mode="json"), ensure_ascii=False)
+
+
+@pytest.mark.parametrize(
+    "furniture",
+    [
+        pytest.param(
+            "<p>Email this leaflet Print this leaflet Download PDF (312 KB)</p>", id="toolbar"
+        ),
+        pytest.param("<p>URL: https://clinic.example/colonoscopy?format=print</p>", id="print-url"),
+        pytest.param("<p>https://clinic.example/colonoscopy</p>", id="bare-url"),
+        pytest.param(
+            "<p>Page reviewed by the Patient Information Group, May 2024.</p>", id="review"
+        ),
+        pytest.param("<p>Ready to book? Call 555-0148 or request a visit online.</p>", id="cta"),
+        pytest.param("<p>Not to be confused with virtual colonoscopy.</p>", id="hatnote"),
+        pytest.param("<p>NHVI-PI-114 · Rev. 01/2024</p>", id="revision"),
+        pytest.param("<p>colonoscopy.txt · Last modified: 2024/03/11 09:42 by jdoe</p>", id="wiki"),
+    ],
+)
+def test_page_furniture_is_not_content(furniture: str) -> None:
+    body = (
+        "<h1>Colonoscopy</h1><p>CPT code: 45378</p>"
+        "<h2>Overview</h2><p>A thin camera looks at the lining of the bowel.</p>"
+        f"{furniture}<h2>Risks</h2><ul><li>Bleeding</li><li>A small tear</li></ul>{furniture}"
+    )
+    record = parse_page(html_page(body))
+    assert record.risks == ["Bleeding", "A small tear"]
+    assert record.summary == "A thin camera looks at the lining of the bowel."
+    assert re.sub(r"<[^>]+>", "", furniture) not in _all_text(record)
+
+
+def test_a_bare_related_box_of_articles_is_chrome() -> None:
+    body = (
+        "<h1>Colonoscopy</h1><p>CPT code: 45378</p>" + COLON_SECTIONS
+        + "<h2>Related</h2><p>Trigger finger release: a quick fix for a finger that locks.</p>"
+    )  # fmt: skip
+    record = parse_page(html_page(body))
+    assert record.other_sections == []
+    assert "Trigger" not in _all_text(record)
+
+
+def test_a_pdf_export_title_broken_over_two_lines_is_the_title() -> None:
+    css = (
+        "<style>.fs0{font-size:112px;}.fs1{font-size:68px;}.fs2{font-size:44px;}"
+        ".y1{bottom:900px;}.y2{bottom:860px;}.y3{bottom:800px;}.y4{bottom:760px;}"
+        ".y5{bottom:700px;}.y6{bottom:660px;}.y7{bottom:620px;}</style>"
+    )
+    lines = [
+        ("y1 fs0", "Keyhole removal of the appendix"),
+        ("y2 fs0", "(laparoscopic appendicectomy)"),
+        ("y3 fs2", "Procedure code (ICD-10-PCS): 0DTJ4ZZ"),
+        ("y4 fs1", "Risks"),
+        ("y5 fs2", "Wound infection"),
+        ("y6 fs1", "Recovery"),
+        ("y7 fs2", "Most people stay in hospital for one or two nights."),
+    ]
+    body = "".join(f'<div class="t {cls}">{text}</div>' for cls, text in lines)
+    record = parse_page(html_page(body, head=css, title=""))
+    assert record.title == "Keyhole removal of the appendix (laparoscopic appendicectomy)"
+    assert record.code == "0DTJ4ZZ"
+
+
+def test_a_bootstrap_semibold_line_is_a_sub_label() -> None:
+    body = (
+        "<h1>Colposcopy</h1><p>CPT code: 57455</p>" + COLON_SECTIONS
+        + "<h2>What will it feel like?</h2>"
+        '<p class="fw-semibold mb-1">While it\'s happening</p>'
+        "<ul><li>The vinegar solution can sting slightly.</li></ul>"
+        '<p class="fw-semibold mb-1">Afterwards</p><ul><li>Mild cramping for a day.</li></ul>'
+    )  # fmt: skip
+    record = parse_page(html_page(body))
+    assert record.patient_experience is not None
+    assert record.patient_experience.during == ["The vinegar solution can sting slightly."]
+    assert record.patient_experience.after == ["Mild cramping for a day."]

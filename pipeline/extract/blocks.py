@@ -97,7 +97,8 @@ _HEADING_CLASS = re.compile(
     re.IGNORECASE,
 )
 _BOLD_CLASS = re.compile(
-    r"(?:^|\s)(?:font-(?:bold|semibold|extrabold|black)|fw-bold|bold|strong)(?=\s|$)"
+    r"(?:^|\s)(?:font-(?:bold|semibold|extrabold|black)|fw-(?:bold|semibold|bolder)"
+    r"|bold|strong)(?=\s|$)"
 )
 #: Large text: at least this many pixels (pt and em converted at 16 px per em, 0.75 pt per px).
 BIG_PX = 17.5

@@ -25,6 +25,7 @@ the procedure's own name, which changes per page, is subtracted afterwards
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -83,8 +84,14 @@ class Verdict:
         return tuple(s for s in self.content if s not in cued and s not in title_stems)
 
 
+#: "In the OR": the operating room, which lower case would make the stop word "or".
+_OPERATING_ROOM = re.compile(r"\bOR\b")
+
+
 def classify(text: str, vocab: Vocabulary) -> Verdict:
     """The verdict for a heading as written on the page (memoized per normalized heading)."""
+    if "OR" in text and not text.isupper():
+        text = _OPERATING_ROOM.sub("operating room", text)
     return classify_key(heading_key(text), vocab)
 
 

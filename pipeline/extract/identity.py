@@ -81,7 +81,7 @@ def label_codes(
     label_system: CodeSystem | None = None
     page_code: tuple[CodeSystem | None, str] | None = None
     for i, raw in enumerate(preamble):
-        text = _GLUED_LABEL.sub(" ", raw)
+        text = _GLUED_LABEL.sub(" ", raw.replace("_", " "))  # "cpt_code" in a front matter
         if len(text) <= label_max:
             found = system_from_label(text)
             if label_system is None:

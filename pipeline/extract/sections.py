@@ -129,6 +129,35 @@ _NOT_CONTENT_RULES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = tuple(
             r"^was\s+this\s+(?:page|article|information)\s+(?:helpful|useful)",
         ),
         (("printed",), r"^printed (?:from|on)\b"),
+        # a wiki's hatnote and page footer ("Not to be confused with ...", "... · Last
+        # modified: 2024/03/11 09:42 by jdoe")
+        (
+            ("confused", "redirects here", "modified"),
+            r"^not to be confused with\b|\bredirects here\b|\blast (?:modified|edited):?\s*"
+            r"(?:on\s+)?\d",
+        ),
+        # a leaflet's reference and revision ("NHVI-PI-114 · Rev. 01/2024")
+        (("rev",), r"^[a-z]{2,}[-a-z0-9]*\d\s*[·|•,-]?\s*rev(?:ision|\.)?\s*\d[\d/.-]*$"),
+        # a print view's address line ("URL: https://...", the bare address)
+        (("http",), r"^(?:(?:url|link|web address|address)\s*:\s*)?https?://\S+$"),
+        (
+            # a share / print toolbar ("Email this leaflet Print this leaflet Download PDF")
+            ("print", "download", "email this", "share this"),
+            r"^(?:(?:email|print|download|share|save)\s+(?:this|as|the|a)?\s*"
+            r"(?:page|leaflet|article|handout|guide|pdf|link)\b[^.]{0,30}?\s*){2,}",
+        ),
+        (
+            # "Page reviewed by the Patient Information Group, February 2024."
+            ("review", "produced", "written"),
+            r"^(?:this\s+)?(?:page|leaflet|handout|information|article)\s+(?:was\s+)?"
+            r"(?:last\s+)?(?:reviewed|updated|produced|written)\s+(?:by|on|in)\b",
+        ),
+        (
+            # "Ready to schedule your screening? Call 555-0148 or request an appointment"
+            ("ready", "want to", "need to", "would you like", "interested"),
+            r"^(?:ready|want|need|would you like|interested)\b[^.?]{0,60}\?\s*"
+            r"(?:call|book|contact|request|schedule|ring|phone|email|message|visit)\b",
+        ),
         (
             ("reschedule", "questions?", "call us", "contact us"),
             r"(?:reschedule|questions\?|call us|contact us)(?![^:.]{0,120}\b(?:if|when|whenever"
@@ -141,7 +170,9 @@ _NOT_CONTENT_WORDS: tuple[str, ...] = (
     "only", "not ", "reserved", "©", "copyright", "cookie", " read", "tags", "categories",
     "filed", "posted", "tagged", "call", "phone", "book", "request", "schedul", "available",
     "printed", "question", "contact", "review", "updated", "modified", "print", "braille",
-    "audio", "language", "format", "easy read", "helpful", "useful",
+    "audio", "language", "format", "easy read", "helpful", "useful", "http", "download",
+    "email this", "share this", "produced", "written", "ready", "want to", "need to",
+    "would you like", "interested", "confused", "redirects here", "rev",
 )  # fmt: skip
 
 
@@ -475,7 +506,9 @@ def _largest_heading(
         return None
     top = max(size for size, _ in sized)
     tops = [i for size, i in sized if size == top]
-    if len(tops) != 1 or (len(sized) > 1 and top <= min(size for size, _ in sized)):
+    # one line, or one title broken over consecutive lines (a PDF export), stands out
+    apart = any(b != a + 1 for a, b in pairwise(tops))
+    if apart or (len(sized) > 1 and top <= min(size for size, _ in sized)):
         return None
     index = tops[0]
     verdict = classify(lines[index].text, vocab)
@@ -1218,6 +1251,10 @@ def _shape(section: Section) -> set[str]:
     return shapes
 
 
+#: Stems of a heading that only says "related" ("Related", "See also", "Related pages").
+_BARE_RELATED = frozenset(stems(["related", "see", "also", "pages", "page", "more"]))
+
+
 def _link_dense(section: Section) -> bool:
     chars = sum(len(e.text) for e in section.entries)
     links = sum(e.link_chars for e in section.entries)
@@ -1233,8 +1270,11 @@ def _settle(page: SplitPage, vocab: Vocabulary) -> None:
             and not _CODE_STEMS & set(stems(words(section.heading.lower())))
             and "similar_codes" not in _shape(section)
         ):
-            # "Related information" over article links: no code, so not the similar codes.
-            section.key = "ignore" if _link_dense(section) or not section.entries else "other"
+            # "Related information" over article links: no code, so not the similar codes. A
+            # bare "Related" / "See also" over no code is a box of other articles.
+            bare = set(stems(words(section.heading.lower()))) <= _BARE_RELATED
+            chrome = bare or _link_dense(section) or not section.entries
+            section.key = "ignore" if chrome else "other"
             continue
         if section.key == "other":
             if _link_dense(section):

@@ -176,6 +176,9 @@ def test_no_code_from_location(location: str) -> None:
         ("CPT codes 22212 and 22214", (CPT, "22212")),
         ("HCPCS code 22212", (None, "22212")),  # labeled, but the label does not fit
         ("cpt code 0042t", (CPT, "0042T")),
+        ("Procedure code (CPT): 55250", (CPT, "55250")),  # the system after the label
+        ("Codes (HCPCS): G0121", (HCPCS, "G0121")),
+        ("cpt_code 64721", (CPT, "64721")),  # a front-matter key
     ],
 )
 def test_find_code(text: str, expected: tuple[CodeSystem | None, str]) -> None:

@@ -37,6 +37,8 @@ from pipeline.models import Role
         ("OB/GYN", Role.SURGEON),
         ("Ophthalmologist", Role.SURGEON),
         ("ENT surgeon", Role.SURGEON),
+        ("Otolaryngologist (ENT surgeon)", Role.SURGEON),  # a short aside renames the person
+        ("Nurse (supervised by a doctor)", Role.NURSE),  # a longer one names someone else
         ("Surgical team", Role.SURGEON),
         ("Surgeon assisted by a nurse", Role.SURGEON),
         # physician

@@ -22,6 +22,8 @@ N = None
         ("Most patients stay one night.", 1, 1),
         ("Patients go home the same day.", 0, 0),
         ("You can go home right after the procedure.", 0, 0),
+        ("You go home as soon as testing is finished.", 0, 0),
+        ("You can go home once the scan is over.", 0, 0),
         ("Patients go home the same day or after one night.", 0, 1),
         ("You may go home the same day or stay overnight.", 0, 1),
         # more forms
@@ -88,6 +90,9 @@ def test_stay(text: str, low: int | None, high: int | None) -> None:
         "Stay hydrated for 2 days.",
         "Do not stay in bed all day.",
         "Some vaginal discharge for a few days is normal.",
+        "A dark, coffee-ground discharge from the paste for up to a week.",
+        "You may have a discharge from the wound for 3 days.",
+        "Expect a pink-tinged discharge for a week.",
         "Rest at home for 2 days.",
         "You will need someone to stay with you for 24 hours.",
         "Results are available the same day.",

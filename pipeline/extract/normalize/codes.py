@@ -216,8 +216,19 @@ def _parent_system(segments: list[str]) -> CodeSystem | None:
     return system_from_segment(segments[-2]) if len(segments) > 1 else None
 
 
+#: "Procedure code (CPT): 55250", "cpt_code 64721": the label's words in another order or
+#: joined by an underscore; read as "CPT code".
+_LABEL_AFTER = re.compile(
+    r"\b(codes?)\s*\(\s*(cpt(?:-?4)?|hcpcs|icd-?10-?(?:cm|pcs))\s*\)", re.IGNORECASE
+)
+_LABEL_JOINED = re.compile(r"\b(cpt|hcpcs)_(codes?)\b", re.IGNORECASE)
+
+
 def find_code(text: str) -> tuple[CodeSystem | None, str] | None:
-    """The first labeled code in page text ("CPT code 22212", "(HCPCS Code G0206)")."""
+    """The first labeled code in page text ("CPT code 22212", "(HCPCS Code G0206)",
+    "Procedure code (CPT): 55250")."""
+    if "(" in text or "_" in text:
+        text = _LABEL_JOINED.sub(r"\1 \2", _LABEL_AFTER.sub(r"\2 \1", text))
     for match in _FIND_CODE.finditer(text):
         code = match.group("code").upper()
         labeled = _labeled_system(match)

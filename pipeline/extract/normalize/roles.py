@@ -170,6 +170,9 @@ _MAX_NAME_WORDS = 12
 #: parenthesis explain the person; the role comes from the rest when it names one.
 _LABEL_PREFIX = re.compile(r"^[^:]{2,30}:\s+(?=\S)")
 _PARENTHESIS = re.compile(r"\([^()]*\)")
+#: A parenthesis of at most this many words may rename the person ("(ENT surgeon)").
+_MAX_ASIDE_WORDS = 3
+_RENAMING = frozenset({Role.ANESTHESIA, Role.SURGEON})
 
 
 def classify_role(text: str) -> Role:
@@ -178,6 +181,15 @@ def classify_role(text: str) -> Role:
     if core != text:
         role = _classify(core, grades=False)  # "Anaesthetist: consultant or trainee"
         if role is not None:
+            # "Otolaryngologist (ENT surgeon)": a short parenthesis naming a surgeon or an
+            # anaesthetist is another name for the same person and counts in SPEC order; a
+            # longer one ("nurse (supervised by a doctor)") names someone else, and a generic
+            # word ("sonographer (ultrasound specialist)") does not outrank the noun.
+            for aside in _PARENTHESIS.findall(text):
+                if len(aside.split()) <= _MAX_ASIDE_WORDS:
+                    named = _classify(aside[1:-1], grades=False)
+                    if named in _RENAMING and _PRIORITY[named] < _PRIORITY[role]:
+                        role = named
             return role
     return _classify(text) or Role.OTHER
 

@@ -77,6 +77,9 @@ _TOKENS = re.compile(
           | (?:vaginal|nasal|wound|bloody|watery|clear|yellow|green|unusual|abnormal
               |foul[\s-]smelling|any|some|light|mild|heavy|pus|eye|ear|penile|nipple|increased)
             \s+discharge\w*
+          | discharge\s+from\s+(?!(?:the\s+|our\s+)?(?:hospital|ward|unit|clinic|cent(?:er|re)
+              |care|day|surgery|recovery))
+          | [\w-]+-(?:ground|colou?red|tinged|stained|like)\s+discharge\w*
           | overnight\s+(?:fast\w*|sleep\s+study|polysomnograph\w*|oximetry)
           | fast\w*\s+(?:from\s+midnight|overnight)
           | (?:wear|worn|left\s+in\s+place|kept\s+in\s+place|leave\s+it\s+on)\s+overnight
@@ -90,6 +93,9 @@ _TOKENS = re.compile(
             |directly|afterwards?
             |after\s+(?:the|your)\s+(?:procedure|test|exam|examination|treatment|session|scan)
             |after\s+(?:a\s+)?(?:short\s+|brief\s+)?recovery
+            |(?:as\s+soon\s+as|once|when)\s+(?:the\s+|your\s+)?(?:test|testing|procedure|exam
+              |examination|treatment|session|scan|injection|it)\w*\s+(?:is|has)\s+
+              (?:finished|over|done|complete[d]?|ended)
             |the\s+same\s+day|same\s+day|that\s+day|on\s+the\s+same\s+day))
       | (?P<daycase>(?:an?\s+)?day[\s-](?:procedure|surgery|case|patient|unit|stay|only)\b)
       | (?P<same>(?:the\s+)?same[\s-](?:day|afternoon|evening)\b
