@@ -395,6 +395,35 @@ def test_a_url_that_redirects_to_a_page_crawled_under_its_own_url_is_an_alias(
     assert _table(options.out, "rejects").height == 0
 
 
+def test_reparse_keeps_the_fetch_rejects_and_counts_duplicates_once(tmp_path: Path) -> None:
+    """A rebuild replaces the rejects table: the pages that could not be fetched (a redirect
+    loop, a 404) stay there, and a duplicate code met in the other order is one reject, as
+    the table holds it (the summary said 2 against 1 row, and the fetch rejects vanished)."""
+    options = crawl_options(tmp_path, max_depth=0, max_retries=0)
+    routes = {"/robots.txt": robots("User-agent: *\n"),
+              "/code/cpt4/31231-loop": Route("", fault=Redirect("/code/cpt4/31231-loop")),
+              "/code/cpt4/45379-dead": Route("", status=404),
+              "/code/cpt4/45378-a": Route(_page("45378")),
+              "/code/cpt4/45378-b": Route(_page("45378"))}  # fmt: skip
+    with FaultServer(routes) as server:
+        seeds = [server.url(path) for path in routes if path != "/robots.txt"]
+        first = crawl(seeds, options, sleep=instant, show_progress=False)
+    assert first.exit_code == 1, first.text
+    before = _table(options.out, "rejects").select("source", "error_kind").sort("source")
+    assert before.height == 3, before
+    rebuilt = run("reparse", "--state", str(options.state), "--out", str(options.out))
+    assert rebuilt.exit_code == 1, rebuilt.output
+    after = _table(options.out, "rejects").select("source", "error_kind").sort("source")
+    fetch = before.filter(pl.col("error_kind") != "duplicate_code")
+    assert fetch.height == 2
+    assert fetch.rows() == after.filter(pl.col("error_kind") != "duplicate_code").rows()
+    assert after.filter(pl.col("error_kind") == "duplicate_code").height == 1
+    summary = run("status", "--state", str(options.state), "--json")
+    counts = json.loads(summary.stdout)["last_run"]
+    assert counts["rejected"] == after.height, (counts, after)
+    assert _table(options.out, "procedures").height == 1
+
+
 def test_a_sitemap_that_fails_is_not_an_all_good_run(tmp_path: Path) -> None:
     """The sitemap is the only way to the pages and answers 503: the home page was reached,
     so the run proceeded, but it lost what the sitemap lists; it says so and exits 1."""

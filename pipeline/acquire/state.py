@@ -656,13 +656,15 @@ class CrawlState:
             rows = self._conn.execute("SELECT url FROM pages").fetchall()
         return [row[0] for row in rows]
 
-    def unpublished_losses(self) -> list[PageRow]:
+    def unpublished_losses(self, *, everything: bool = False) -> list[PageRow]:
         """Pages that failed to fetch (for good, or after their retries in a run) or went away
-        since the tables were last published."""
+        since the tables were last published; ``everything``: whether published or not (a
+        rebuild replaces the rejects table, so it must say them all again)."""
         with self._mutex:
             rows = self._conn.execute(
-                f"SELECT {_PAGE_COLUMNS} FROM pages WHERE unpublished = 1 AND kind = 'page'"
-                " AND (status = 'gone' OR error_stage = 'fetch') ORDER BY url"
+                f"SELECT {_PAGE_COLUMNS} FROM pages WHERE (:everything OR unpublished = 1)"
+                " AND kind = 'page' AND (status = 'gone' OR error_stage = 'fetch') ORDER BY url",
+                {"everything": everything},
             ).fetchall()
         return [PageRow.from_db(row) for row in rows]
 

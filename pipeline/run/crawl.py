@@ -134,6 +134,9 @@ class _Sink:
     #: is a new page with its code a duplicate. A URL the state does not know (a site that
     #: moved, files ingested from elsewhere) was replaced, not duplicated.
     live: Callable[[str], bool] = lambda url: False
+    #: Pages rejected as duplicate_code in this run: one that becomes a record later in the
+    #: run (a rebuild meets both pages in another order) is no reject after all.
+    duplicates: set[str] = field(default_factory=set)
 
     def write(
         self, extraction: Extraction, url: str, digest: str, fetched_at: datetime | None
@@ -163,6 +166,9 @@ class _Sink:
                 f"{key[0]} {key[1]} is also the code of {url}, whose record is kept",
                 None,
             )  # fmt: skip
+        if url in self.duplicates:
+            self.duplicates.discard(url)
+            self.report.unreject("duplicate_code")  # its reject row is superseded by the record
         self.sources[key] = url
         self.written.add(url)
         self.report.add("parsed")
@@ -202,6 +208,8 @@ class _Sink:
         at: datetime | None = None,
     ) -> None:
         self.report.reject(kind)
+        if kind == "duplicate_code":
+            self.duplicates.add(url)
         self.writer.reject(
             source=url,
             stage=stage,
@@ -675,7 +683,10 @@ def _build(
         if row.status == "gone":
             sink.writer.mark_gone(row.url, at=row.last_attempt or clock())
         sink.report.advance("build")
-    for row in state.unpublished_losses():
+    rebuilt = {page.url for page in built} if everything else set()
+    for row in state.unpublished_losses(everything=everything):
+        if row.url in rebuilt and row.status != "gone":
+            continue  # a rebuild made a record (or a reject) of its archived bytes
         if row.status == "gone" and row.content_hash is None and row.last_fetched is None:
             # Gone before it was ever fetched (a sitemap or link to a dead page): no rows to
             # mark, so it is a reject, not nothing.

@@ -138,6 +138,15 @@ class RunReport:
             self.counts["rejected"] += 1
             self.rejects_by_reason[kind] += 1
 
+    def unreject(self, kind: str) -> None:
+        """Take back one reject counted under ``kind`` (the page became a record after all)."""
+        with self._lock:
+            if self.rejects_by_reason[kind] > 0:
+                self.counts["rejected"] -= 1
+                self.rejects_by_reason[kind] -= 1
+            if not self.rejects_by_reason[kind]:
+                del self.rejects_by_reason[kind]
+
     @property
     def showing(self) -> bool:
         """Whether bars are drawn (a total that costs work to count is only counted then)."""
