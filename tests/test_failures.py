@@ -828,6 +828,19 @@ def test_an_archive_without_its_state_is_exit_3_for_every_command(tmp_path: Path
         assert "raw archive but no state database" in result.stderr
 
 
+def test_a_deleted_archive_is_exit_3_before_reparse_publishes(tmp_path: Path) -> None:
+    """`rm -rf STATE/archive`: a rebuild would turn every good row into a raw_page_lost
+    reject and exit 1; it stops before publishing, exit 3, the tables as they were."""
+    out, state = _demo_crawl(tmp_path)
+    before = _table(out, "procedures")
+    shutil.rmtree(state / "archive")
+    result = run("reparse", "--out", str(out), "--state", str(state))
+    assert result.exit_code == 3, result.stderr
+    assert "raw archive" in result.stderr
+    assert "missing or empty" in result.stderr
+    assert _table(out, "procedures").equals(before)
+
+
 def test_a_tilde_in_a_quoted_path_is_the_home_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -942,6 +942,12 @@ def reparse(
                 f"the state in {options.state} holds no archived pages to rebuild from; "
                 "run `pipeline crawl` first"
             )
+        if not archive.objects.is_dir() or next(archive.objects.iterdir(), None) is None:
+            # Every page would become a raw_page_lost reject over good published rows.
+            raise StateError(
+                f"the raw archive {archive.root} is missing or empty while the state lists "
+                "archived pages: restore it from a backup (a crawl fetches the pages again)"
+            )
         started = clock()
         run_id = state.begin_run(started)
         name = run_name("reparse", run_id, started)
