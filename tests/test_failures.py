@@ -281,6 +281,20 @@ def test_file_names_that_are_not_utf8_or_hold_a_newline_are_ingested(tmp_path: P
     assert all("\n" not in s for s in sources)
 
 
+def test_two_file_names_never_share_a_source(tmp_path: Path) -> None:
+    """A newline and a literal backslash-n were both shown as "\\n": two rejects counted, one
+    row in the table. A backslash of a name is now doubled, so each name has its own source."""
+    pages = tmp_path / "pages"
+    pages.mkdir()
+    (pages / "a\nb.html").write_bytes(b"")  # a newline in the name
+    (pages / "a\\nb.html").write_bytes(b"\x00\x01binary")  # a backslash and an n
+    result = run("ingest", str(pages), "--out", str(tmp_path / "out"), "--no-progress")
+    assert result.exit_code == 1, result.stderr
+    rejects = pl.read_parquet(tmp_path / "out" / "parquet" / "rejects.parquet")
+    assert rejects.height == 2, rejects
+    assert sorted(Path(s).name for s in rejects["source"]) == ["a\\\\nb.html", "a\\nb.html"]
+
+
 def test_a_damaged_archive_object_is_fetched_again_and_rewritten(tmp_path: Path) -> None:
     from pipeline.acquire.archive import RawArchive
     from pipeline.run.crawl import reparse

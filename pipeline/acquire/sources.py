@@ -132,9 +132,13 @@ _CONTROLS = {code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F]} | {
 
 def source_of(path: Path) -> str:
     """A file's path as text for the record's ``source``: bytes that are not UTF-8 (a file name
-    from another system) as ``\\xff`` escapes, control characters escaped."""
-    text = os.fsencode(path).decode("utf-8", "backslashreplace")
-    return text.translate(_CONTROLS)
+    from another system) as ``\\xff`` escapes, control characters escaped, and a backslash of
+    the name doubled, so that two names never share a source (a newline and a literal
+    ``\\n``)."""
+    raw = os.fsencode(path)
+    if b"\\" in raw:
+        raw = raw.replace(b"\\", b"\\\\")
+    return raw.decode("utf-8", "backslashreplace").translate(_CONTROLS)
 
 
 def read_page(path: Path) -> RawPage:
