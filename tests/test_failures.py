@@ -438,6 +438,42 @@ def test_reparse_keeps_the_fetch_rejects_and_counts_duplicates_once(tmp_path: Pa
     assert _table(options.out, "procedures").height == 1
 
 
+def test_a_duplicate_with_the_same_bytes_in_a_later_run_moves_the_row(tmp_path: Path) -> None:
+    """Run 1 has /45378-a; run 2 a byte-identical /45378-b. The reject said -a lost and -b was
+    kept, but the row stayed under -a (same content hash: "unchanged") and -b was in neither
+    table. The row now follows the page kept."""
+    options = crawl_options(tmp_path, max_depth=0)
+    routes = {"/robots.txt": robots("User-agent: *\n"),
+              "/code/cpt4/45378-a": Route(_page("45378")),
+              "/code/cpt4/45378-b": Route(_page("45378"))}  # fmt: skip
+    with FaultServer(routes) as server:
+        a, b = server.url("/code/cpt4/45378-a"), server.url("/code/cpt4/45378-b")
+        assert crawl([a], options, sleep=instant, show_progress=False).exit_code == 0
+        second = crawl([b], options, sleep=instant, show_progress=False)
+    assert second.exit_code == 1, second.text
+    assert _table(options.out, "procedures").select("source_url", "gone").rows() == [(b, False)]
+    rejects = _table(options.out, "rejects").select("source", "error_kind").rows()
+    assert rejects == [(a, "duplicate_code")]
+
+
+def test_a_redirect_crawled_first_then_its_target_is_one_page(tmp_path: Path) -> None:
+    """Run 1 crawls /22212-wrong, which redirects to 43239's page; run 2 crawls that page under
+    its own URL. One page: an alias, its row under its own URL, no duplicate reject."""
+    options = crawl_options(tmp_path, max_depth=0)
+    target = "/code/cpt4/43239-egd"
+    routes = {"/robots.txt": robots("User-agent: *\n"),
+              "/code/cpt4/22212-wrong": Route("", fault=Redirect(target)),
+              target: Route(_page("43239"))}  # fmt: skip
+    with FaultServer(routes) as server:
+        moved, page = server.url("/code/cpt4/22212-wrong"), server.url(target)
+        assert crawl([moved], options, sleep=instant, show_progress=False).exit_code == 0
+        second = crawl([page], options, sleep=instant, show_progress=False)
+    assert second.exit_code == 0, second.text
+    assert second.summary["aliases"] == 1
+    assert _table(options.out, "procedures").select("source_url").rows() == [(page,)]
+    assert _table(options.out, "rejects").height == 0
+
+
 def test_a_sitemap_that_fails_is_not_an_all_good_run(tmp_path: Path) -> None:
     """The sitemap is the only way to the pages and answers 503: the home page was reached,
     so the run proceeded, but it lost what the sitemap lists; it says so and exits 1."""

@@ -460,15 +460,26 @@ def test_merge_upserts_and_replaces_child_rows(tmp_path: Path) -> None:
 def test_same_hash_keeps_published_row(tmp_path: Path) -> None:
     out = tmp_path / "out"
     publish(out, Run([Page(make_record())]), "run-1")
-    publish(
+    publish(out, Run([Page(make_record())]), "run-2", at=T0 + timedelta(1))
+    row = read(out, "procedures").row(0, named=True)
+    assert row["parsed_at"] == T0
+    assert row["source_url"] == make_record().source
+
+
+def test_same_hash_under_another_url_moves_the_row(tmp_path: Path) -> None:
+    """The same bytes under another URL (the page moved, or won a duplicate code): the row's
+    source follows, or the page kept would be in no table; no content change is recorded."""
+    out = tmp_path / "out"
+    publish(out, Run([Page(make_record())]), "run-1")
+    result = publish(
         out,
         Run([Page(make_record(), url="https://mirror.example/x")]),
         "run-2",
         at=T0 + timedelta(1),
     )
     row = read(out, "procedures").row(0, named=True)
-    assert row["parsed_at"] == T0
-    assert row["source_url"] == make_record().source
+    assert row["source_url"] == "https://mirror.example/x"
+    assert result.changes.get("changed", 0) == 0
 
 
 def test_new_parser_version_rewrites_rows_without_a_change(tmp_path: Path) -> None:

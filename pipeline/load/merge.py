@@ -215,10 +215,15 @@ def _stage_winners(plan: MergePlan, where: pl.Expr, path: Path) -> pl.LazyFrame:
             *KEY,
             pl.col("content_hash").alias("_old_hash"),
             pl.col("parser_version").alias("_old_parser"),
+            pl.col("source_url").alias("_old_source"),
         )
     )
-    same = (pl.col("content_hash") == pl.col("_old_hash")) & (
-        pl.col("parser_version") == pl.col("_old_parser")
+    # The same bytes under another URL (a page that moved, a duplicate that won) is a change:
+    # the row's source must follow, or the page kept is in neither table.
+    same = (
+        (pl.col("content_hash") == pl.col("_old_hash"))
+        & (pl.col("parser_version") == pl.col("_old_parser"))
+        & (pl.col("source_url") == pl.col("_old_source"))
     )
     staged = plan.stager.scan(T.PROCEDURES.name).filter(where)
     winners = _latest(staged, KEY).join(old_state, on=KEY, how="left")

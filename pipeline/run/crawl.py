@@ -134,6 +134,8 @@ class _Sink:
     #: is a new page with its code a duplicate. A URL the state does not know (a site that
     #: moved, files ingested from elsewhere) was replaced, not duplicated.
     live: Callable[[str], bool] = lambda url: False
+    #: Where the page at a URL last landed (its redirect's target), if the state knows.
+    lands_on: Callable[[str], str | None] = lambda url: None
     #: Pages rejected as duplicate_code in this run: one that becomes a record later in the
     #: run (a rebuild meets both pages in another order) is no reject after all.
     duplicates: set[str] = field(default_factory=set)
@@ -157,7 +159,11 @@ class _Sink:
                 and published not in self.written  # rebuilt in this run, under another code
                 and self.live(published)
             ):
-                earlier = published
+                if self.lands_on(published) == url:
+                    # The published row came through a redirect to this page: one page.
+                    self.report.add("aliases")
+                else:
+                    earlier = published
         elif earlier != url:
             self.report.add("parsed", -1)  # counted when it was written; now it is a reject
         if earlier is not None and earlier != url:
@@ -766,6 +772,14 @@ def run_name(kind: str, run_id: int, started: datetime) -> str:
     return f"{kind}-{started.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{run_id:06d}"
 
 
+def _lands_on_in(state: CrawlState) -> Callable[[str], str | None]:
+    def lands_on(url: str) -> str | None:
+        row = state.get(url)
+        return None if row is None or row.final_url is None else normalize_url(row.final_url)
+
+    return lands_on
+
+
 def _live_in(state: CrawlState) -> Callable[[str], bool]:
     def live(url: str) -> bool:
         row = state.get(url)
@@ -900,7 +914,7 @@ def crawl(
         with TableWriter(options.out, run_id=name, mode="crawl") as writer:
             acquire = _Acquire(options, state, archive, report, clock, scope)
             report.stage("fetch", state.due_count(started, options.refresh_after))
-            sink = _Sink(writer, report, clock, live=_live_in(state))
+            sink = _Sink(writer, report, clock, live=_live_in(state), lands_on=_lands_on_in(state))
             builder = _Builder(state, archive, sink, options.workers).start()
             acquire.built = builder.queue.put
 
@@ -958,7 +972,7 @@ def reparse(
             disposition="replace",
             replaces=state.urls(),  # pages and rejects ingested from elsewhere are kept
         ) as writer:
-            sink = _Sink(writer, report, clock, live=_live_in(state))
+            sink = _Sink(writer, report, clock, live=_live_in(state), lands_on=_lands_on_in(state))
             built = _build(state, archive, sink, everything=True, workers=options.workers)
             return _publish(state, sink, run_id, name, built)
 
