@@ -29,3 +29,16 @@ def test_ruff_is_clean() -> None:
 def test_mypy_strict_is_clean() -> None:
     result = _run("mypy", "pipeline")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_taking_back_a_reject_keeps_the_counts_whole() -> None:
+    from pipeline.run.progress import RunReport
+
+    report = RunReport("crawl", False)
+    report.reject("duplicate_code")
+    report.reject("duplicate_code")
+    report.unreject("duplicate_code")
+    assert (report.counts["rejected"], dict(report.rejects_by_reason)) == (1, {"duplicate_code": 1})
+    report.unreject("duplicate_code")
+    report.unreject("never_counted")  # nothing to take back: no error, no negative count
+    assert (report.counts["rejected"], dict(report.rejects_by_reason)) == (0, {})

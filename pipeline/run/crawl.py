@@ -130,12 +130,10 @@ class _Sink:
     #: row, and the one replaced must not vanish without a trace.
     sources: dict[tuple[str, str], str] = field(default_factory=dict)
     written: set[str] = field(default_factory=set)
-    #: Whether the page at a URL is known to be live (the state has it, not gone): only then
-    #: is a new page with its code a duplicate. A URL the state does not know (a site that
-    #: moved, files ingested from elsewhere) was replaced, not duplicated.
-    live: Callable[[str], bool] = lambda url: False
-    #: Where the page at a URL last landed (its redirect's target), if the state knows.
-    lands_on: Callable[[str], str | None] = lambda url: None
+    #: The state's row of a URL, if there is a state: a new page with an earlier page's
+    #: code is a duplicate only when that page is still live there; a URL the state does not
+    #: know (a site that moved, files ingested from elsewhere) was replaced, not duplicated.
+    known: Callable[[str], PageRow | None] = lambda url: None
     #: Pages rejected as duplicate_code in this run: one that becomes a record later in the
     #: run (a rebuild meets both pages in another order) is no reject after all.
     duplicates: set[str] = field(default_factory=set)
@@ -157,9 +155,9 @@ class _Sink:
                 published is not None
                 and published != url
                 and published not in self.written  # rebuilt in this run, under another code
-                and self.live(published)
+                and self._live(published)
             ):
-                if self.lands_on(published) == url:
+                if self._lands_on(published) == url:
                     # The published row came through a redirect to this page: one page.
                     self.report.add("aliases")
                 else:
@@ -194,9 +192,18 @@ class _Sink:
         if landed == url:
             return None
         target = normalize_url(landed)
-        if target is None or target == url or not self.live(target):
+        if target is None or target == url or not self._live(target):
             return None
         return target
+
+    def _live(self, url: str) -> bool:
+        row = self.known(url)
+        return row is not None and row.status != "gone"
+
+    def _lands_on(self, url: str) -> str | None:
+        """Where the page at ``url`` last landed (its redirect's target), if the state knows."""
+        row = self.known(url)
+        return None if row is None or row.final_url is None else normalize_url(row.final_url)
 
     def reject(self, exc: PipelineError, url: str, status: int | None) -> None:
         self.reject_typed(
@@ -772,22 +779,6 @@ def run_name(kind: str, run_id: int, started: datetime) -> str:
     return f"{kind}-{started.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{run_id:06d}"
 
 
-def _lands_on_in(state: CrawlState) -> Callable[[str], str | None]:
-    def lands_on(url: str) -> str | None:
-        row = state.get(url)
-        return None if row is None or row.final_url is None else normalize_url(row.final_url)
-
-    return lands_on
-
-
-def _live_in(state: CrawlState) -> Callable[[str], bool]:
-    def live(url: str) -> bool:
-        row = state.get(url)
-        return row is not None and row.status != "gone"
-
-    return live
-
-
 def _publish(
     state: CrawlState,
     sink: _Sink,
@@ -914,7 +905,7 @@ def crawl(
         with TableWriter(options.out, run_id=name, mode="crawl") as writer:
             acquire = _Acquire(options, state, archive, report, clock, scope)
             report.stage("fetch", state.due_count(started, options.refresh_after))
-            sink = _Sink(writer, report, clock, live=_live_in(state), lands_on=_lands_on_in(state))
+            sink = _Sink(writer, report, clock, known=state.get)
             builder = _Builder(state, archive, sink, options.workers).start()
             acquire.built = builder.queue.put
 
@@ -972,7 +963,7 @@ def reparse(
             disposition="replace",
             replaces=state.urls(),  # pages and rejects ingested from elsewhere are kept
         ) as writer:
-            sink = _Sink(writer, report, clock, live=_live_in(state), lands_on=_lands_on_in(state))
+            sink = _Sink(writer, report, clock, known=state.get)
             built = _build(state, archive, sink, everything=True, workers=options.workers)
             return _publish(state, sink, run_id, name, built)
 
